@@ -1,0 +1,1 @@
+"""Configuration and other cross-cutting pieces the platform jobs share."""

@@ -1,0 +1,37 @@
+"""Helpers shared by tests (imported as `helpers`: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vda.model import ModelConfig, VideoDepthAnything
+
+
+def randomize(model: nn.Module, seed: int = 0, std: float = 0.05) -> nn.Module:
+    """Give every parameter random values, so that zero-initialised parts are not trivially zero.
+
+    The last conv's bias is made positive so the ReLU output is not all zeros,
+    which would make any equality test pass vacuously.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+            if "norm" in name and name.endswith("weight"):
+                parameter.add_(1.0)
+        head = getattr(model, "head", None)
+        if head is not None:
+            head.scratch.output_conv2[2].bias.fill_(0.5)
+    return model
+
+
+def tiny_model(seed: int = 0, randomized: bool = True, **overrides) -> VideoDepthAnything:
+    torch.manual_seed(seed)
+    model = VideoDepthAnything(ModelConfig(size="tiny", **overrides)).eval()
+    return randomize(model, seed) if randomized else model
+
+
+def random_clip(batch: int = 1, frames: int = 4, height: int = 42, width: int = 56, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, frames, 3, height, width, generator=generator)
