@@ -104,6 +104,7 @@ class _Payload:
         return (print, ("this would run on load",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoints_are_read_with_weights_only(tmp_path):
     path = tmp_path / "evil.pth"
     with path.open("wb") as handle:

@@ -1,0 +1,299 @@
+"""Evaluation: per-sequence affine alignment, AbsRel / delta1 / RMSE, and TAE.
+
+Protocol (as the VDA paper evaluates video depth):
+1. One least-squares scale and shift per *sequence*, fitted in disparity
+   space over every valid pixel of every frame (ground truth depth in
+   (1e-3, max_depth)); the prediction is clipped at >= 1e-3 first.
+2. Aligned disparity clipped at >= 1e-3, depth = 1 / aligned clipped to
+   [1e-3, max_depth].
+3. AbsRel, delta1 (< 1.25) and RMSE per frame over valid pixels, averaged over
+   frames (frames without valid pixels are skipped), then over sequences.
+4. TAE (x100) on the aligned depths with known intrinsics and poses.
+
+The fit accumulates five float64 sums frame by frame and solves a 2x2 system
+at the end, so a 500-frame full-resolution sequence never builds one giant
+design matrix; `evaluate_sequence` makes two passes over any indexable frame
+container (a memory-mapped array, a list, a lazy reader).
+
+Poses are camera-to-world 4x4 matrices, x right / y down / z forward (OpenCV):
+the convention the clip shards store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MIN_DEPTH = 1e-3
+DELTA1_THRESHOLD = 1.25
+
+# Depth caps of the evaluation protocol, metres. Synthetic data sets carry
+# their own cap in their manifest.
+DEPTH_CAPS: dict[str, float] = {
+    "kitti": 80.0,
+    "sintel": 70.0,
+    "nyuv2": 10.0,
+    "bonn": 10.0,
+    "scannet": 10.0,
+}
+
+
+def depth_cap(dataset: str, manifest_cap: float | None = None) -> float:
+    """The evaluation depth cap of a data set: the manifest's if it has one, else the table's."""
+    if manifest_cap is not None:
+        return float(manifest_cap)
+    key = dataset.lower()
+    if key not in DEPTH_CAPS:
+        raise KeyError(
+            f"no depth cap known for data set {dataset!r}; known: {sorted(DEPTH_CAPS)}. "
+            "Put max_depth in its manifest."
+        )
+    return DEPTH_CAPS[key]
+
+
+def valid_ground_truth(
+    gt_depth: np.ndarray, max_depth: float, mask: np.ndarray | None = None
+) -> np.ndarray:
+    valid = (gt_depth > MIN_DEPTH) & (gt_depth < max_depth)
+    return valid if mask is None else valid & mask.astype(bool)
+
+
+@dataclass
+class AffineFit:
+    """Least-squares `scale * prediction + shift ~ target`, accumulated in float64."""
+
+    n: float = 0.0
+    sp: float = 0.0
+    st: float = 0.0
+    spp: float = 0.0
+    spt: float = 0.0
+
+    def add(self, prediction: np.ndarray, target: np.ndarray, valid: np.ndarray) -> None:
+        p = prediction[valid].astype(np.float64)
+        t = target[valid].astype(np.float64)
+        self.n += p.size
+        self.sp += p.sum()
+        self.st += t.sum()
+        self.spp += (p * p).sum()
+        self.spt += (p * t).sum()
+
+    def solve(self) -> tuple[float, float]:
+        if self.n == 0:
+            raise ValueError("no valid pixels to align on")
+        det = self.n * self.spp - self.sp * self.sp
+        if abs(det) <= 1e-12 * max(self.n * self.spp, 1e-300):
+            return 0.0, self.st / self.n  # a constant prediction: only a shift is defined
+        scale = (self.n * self.spt - self.sp * self.st) / det
+        shift = (self.st - scale * self.sp) / self.n
+        return scale, shift
+
+
+def aligned_depth(
+    prediction: np.ndarray, scale: float, shift: float, max_depth: float
+) -> np.ndarray:
+    """Depth from a predicted disparity map after the sequence's alignment."""
+    disparity = np.maximum(prediction.astype(np.float64), MIN_DEPTH) * scale + shift
+    disparity = np.maximum(disparity, MIN_DEPTH)
+    return np.clip(1.0 / disparity, MIN_DEPTH, max_depth)
+
+
+def frame_errors(depth: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray) -> dict | None:
+    """AbsRel, delta1 and RMSE of one frame over its valid pixels; None if it has none."""
+    if not valid.any():
+        return None
+    d = depth[valid].astype(np.float64)
+    g = gt_depth[valid].astype(np.float64)
+    ratio = np.maximum(d / g, g / d)
+    return {
+        "abs_rel": float(np.mean(np.abs(d - g) / g)),
+        "delta1": float(np.mean(ratio < DELTA1_THRESHOLD)),
+        "rmse": float(np.sqrt(np.mean((d - g) ** 2))),
+    }
+
+
+# -- camera geometry --------------------------------------------------------
+def resize_intrinsics(
+    intrinsics: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]
+) -> np.ndarray:
+    """Intrinsics after resizing the image from src (H, W) to dst (H, W).
+
+    Pixel-centre convention (pixel i covers [i - 0.5, i + 0.5], as OpenCV
+    resizes): u' = (u + 0.5) * sx - 0.5.
+    """
+    sy = dst_hw[0] / src_hw[0]
+    sx = dst_hw[1] / src_hw[1]
+    k = np.array(intrinsics, dtype=np.float64, copy=True)
+    k[0, 0] *= sx
+    k[0, 1] *= sx
+    k[1, 1] *= sy
+    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    return k
+
+
+def crop_intrinsics(intrinsics: np.ndarray, top: int, left: int) -> np.ndarray:
+    """Intrinsics after cropping the image at (top, left)."""
+    k = np.array(intrinsics, dtype=np.float64, copy=True)
+    k[0, 2] -= left
+    k[1, 2] -= top
+    return k
+
+
+def reproject_depth(
+    depth: np.ndarray,
+    intrinsics_src: np.ndarray,
+    c2w_src: np.ndarray,
+    intrinsics_dst: np.ndarray,
+    c2w_dst: np.ndarray,
+) -> np.ndarray:
+    """Splat frame src's depth into frame dst's camera; 0 where nothing lands.
+
+    Every pixel with depth > 0 is back-projected, moved with
+    inv(c2w_dst) @ c2w_src, projected to the nearest dst pixel; where several
+    land on one pixel the nearest surface wins (z-buffer).
+    """
+    height, width = depth.shape
+    v, u = np.mgrid[0:height, 0:width]
+    z = depth.astype(np.float64).ravel()
+    keep = z > 0
+    pixels = np.stack([u.ravel()[keep], v.ravel()[keep], np.ones(keep.sum())])
+    rays = np.linalg.inv(intrinsics_src) @ pixels
+    points = rays * z[keep]
+    relative = np.linalg.inv(c2w_dst) @ c2w_src
+    moved = relative[:3, :3] @ points + relative[:3, 3:4]
+    in_front = moved[2] > MIN_DEPTH
+    moved = moved[:, in_front]
+    projected = intrinsics_dst @ moved
+    u_dst = np.rint(projected[0] / projected[2]).astype(np.int64)
+    v_dst = np.rint(projected[1] / projected[2]).astype(np.int64)
+    inside = (u_dst >= 0) & (u_dst < width) & (v_dst >= 0) & (v_dst < height)
+    flat = v_dst[inside] * width + u_dst[inside]
+    buffer = np.full(height * width, np.inf)
+    np.minimum.at(buffer, flat, moved[2, inside])
+    buffer[np.isinf(buffer)] = 0.0
+    return buffer.reshape(height, width)
+
+
+def _pair_abs_rel(warped: np.ndarray, reference: np.ndarray) -> float | None:
+    both = (warped > 0) & (reference > 0)
+    if not both.any():
+        return None
+    return float(np.mean(np.abs(warped[both] - reference[both]) / reference[both]))
+
+
+def temporal_alignment_error(
+    depths: Sequence[np.ndarray],
+    intrinsics: Sequence[np.ndarray] | np.ndarray,
+    c2w: Sequence[np.ndarray],
+) -> float:
+    """TAE x100: mean AbsRel of each frame's depth reprojected into its neighbour, both ways.
+
+    `intrinsics` is one 3x3 matrix for all frames or one per frame; `c2w` holds
+    camera-to-world poses. Pairs with no overlapping pixels are skipped.
+    """
+    count = len(depths)
+    if count < 2:
+        return 0.0
+    per_frame = np.asarray(intrinsics, dtype=np.float64)
+    ks = [per_frame] * count if per_frame.ndim == 2 else list(per_frame)
+    terms = []
+    for i in range(count - 1):
+        a, b = np.asarray(depths[i]), np.asarray(depths[i + 1])
+        forward = _pair_abs_rel(reproject_depth(a, ks[i], c2w[i], ks[i + 1], c2w[i + 1]), b)
+        backward = _pair_abs_rel(reproject_depth(b, ks[i + 1], c2w[i + 1], ks[i], c2w[i]), a)
+        terms.extend(t for t in (forward, backward) if t is not None)
+    return 100.0 * float(np.mean(terms)) if terms else float("nan")
+
+
+@dataclass
+class SequenceResult:
+    abs_rel: float
+    delta1: float
+    rmse: float
+    frames: int  # frames with valid ground truth
+    scale: float
+    shift: float
+    tae: float | None = None
+    per_frame: list[dict] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        out = {
+            k: getattr(self, k) for k in ("abs_rel", "delta1", "rmse", "frames", "scale", "shift")
+        }
+        if self.tae is not None:
+            out["tae"] = self.tae
+        return out
+
+
+def evaluate_sequence(
+    predictions: Sequence[np.ndarray],
+    gt_depths: Sequence[np.ndarray],
+    max_depth: float,
+    masks: Sequence[np.ndarray] | None = None,
+    intrinsics: Sequence[np.ndarray] | np.ndarray | None = None,
+    c2w: Sequence[np.ndarray] | None = None,
+) -> SequenceResult:
+    """Metrics of one sequence of predicted disparities against ground-truth depths.
+
+    Two passes over the frames (fit, then score): memory is one frame at a
+    time, plus the aligned depths when TAE is requested.
+    """
+    if len(predictions) != len(gt_depths):
+        raise ValueError(f"{len(predictions)} predictions for {len(gt_depths)} ground-truth frames")
+
+    def valid_of(i: int) -> np.ndarray:
+        return valid_ground_truth(
+            np.asarray(gt_depths[i]), max_depth, None if masks is None else np.asarray(masks[i])
+        )
+
+    fit = AffineFit()
+    for i in range(len(predictions)):
+        gt = np.asarray(gt_depths[i], dtype=np.float64)
+        valid = valid_of(i)
+        with np.errstate(divide="ignore"):
+            gt_disparity = np.where(valid, 1.0 / np.where(valid, gt, 1.0), 0.0)
+        fit.add(
+            np.maximum(np.asarray(predictions[i], dtype=np.float64), MIN_DEPTH), gt_disparity, valid
+        )
+    scale, shift = fit.solve()
+
+    per_frame: list[dict] = []
+    aligned: list[np.ndarray] = []
+    want_tae = intrinsics is not None and c2w is not None
+    for i in range(len(predictions)):
+        depth = aligned_depth(np.asarray(predictions[i]), scale, shift, max_depth)
+        errors = frame_errors(depth, np.asarray(gt_depths[i]), valid_of(i))
+        if errors is not None:
+            per_frame.append({"frame": i, **errors})
+        if want_tae:
+            aligned.append(depth)
+    if not per_frame:
+        raise ValueError("sequence has no frame with valid ground truth")
+    result = SequenceResult(
+        abs_rel=float(np.mean([f["abs_rel"] for f in per_frame])),
+        delta1=float(np.mean([f["delta1"] for f in per_frame])),
+        rmse=float(np.mean([f["rmse"] for f in per_frame])),
+        frames=len(per_frame),
+        scale=scale,
+        shift=shift,
+        per_frame=per_frame,
+    )
+    if want_tae:
+        result.tae = temporal_alignment_error(aligned, intrinsics, c2w)
+    return result
+
+
+def mean_over_sequences(results: Sequence[SequenceResult]) -> dict[str, float]:
+    """The data-set numbers: each metric averaged over sequences (not over frames)."""
+    if not results:
+        raise ValueError("no sequences to average")
+    out = {
+        k: float(np.mean([getattr(r, k) for r in results])) for k in ("abs_rel", "delta1", "rmse")
+    }
+    taes = [r.tae for r in results if r.tae is not None and np.isfinite(r.tae)]
+    if taes:
+        out["tae"] = float(np.mean(taes))
+    out["sequences"] = len(results)
+    return out
