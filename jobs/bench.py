@@ -1,0 +1,46 @@
+"""`vda bench <what>`: benchmarks that print ratios measured in one run on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    inference = sub.add_parser("inference", help="encoder-cache speed-up and memory bound")
+    inference.add_argument("--size", default="vits", choices=("tiny", "vits", "vitb", "vitl"))
+    inference.add_argument("--frames", type=int, default=76, help="frames in the speed clip")
+    inference.add_argument("--height", type=int, default=518)
+    inference.add_argument("--width", type=int, default=518)
+    inference.add_argument("--input-size", type=int, default=518)
+    inference.add_argument("--short-frames", type=int, default=500)
+    inference.add_argument("--long-frames", type=int, default=10_000)
+    inference.add_argument("--memory-size", type=int, default=56, help="frame side (memory run)")
+    inference.add_argument("--device", default=None)
+    inference.add_argument("--skip-speed", action="store_true")
+    inference.add_argument("--json", type=Path, help="also write the report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bench == "inference":
+        from vda.platform.bench.inference import run_inference_bench
+
+        report = run_inference_bench(
+            size=args.size,
+            frames=args.frames,
+            height=args.height,
+            width=args.width,
+            input_size=args.input_size,
+            short_frames=args.short_frames,
+            long_frames=args.long_frames,
+            memory_size=args.memory_size,
+            device=args.device,
+            skip_speed=args.skip_speed,
+        )
+    else:  # pragma: no cover - argparse restricts the choices
+        raise ValueError(args.bench)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,115 @@
+"""`vda depth`: depth for local videos on this machine, with a progress bar.
+
+The single-machine path of the same engine and writers that the bulk job
+(`vda infer`) runs on a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from vda.model import load_checkpoint
+from vda.model.checkpoint import file_sha256
+from vda.model.inference import InferenceConfig, StreamingDepthEngine, WindowConfig
+from vda.platform.video import (
+    DecodeOptions,
+    DepthOutputs,
+    OutputOptions,
+    VideoDecodeError,
+    open_video,
+)
+from vda.platform.video.process import depth_for_video
+
+WEIGHTS_HELP = (
+    "vda depth needs model weights: pass --checkpoint PATH. The official ones are "
+    "video_depth_anything_{vits,vitb,vitl}.pth (and metric_video_depth_anything_*.pth) from the "
+    "Video Depth Anything release (github.com/DepthAnything/Video-Depth-Anything, also on "
+    "Hugging Face as depth-anything/Video-Depth-Anything-Small/-Base/-Large); a checkpoint "
+    "written by `vda train` works too. Nothing is downloaded automatically."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", type=Path, help="video files")
+    parser.add_argument("--checkpoint", type=Path, help="official VDA or vda checkpoint")
+    parser.add_argument("-o", "--output", type=Path, default=Path("outputs"), help="output folder")
+    parser.add_argument("--input-size", type=int, default=518)
+    parser.add_argument("--max-res", type=int, default=1280)
+    parser.add_argument("--max-len", type=int, default=-1)
+    parser.add_argument("--target-fps", type=float, default=-1)
+    parser.add_argument("--fp32", action="store_true", help="no autocast on GPU")
+    parser.add_argument("--precision", choices=("fp16", "bf16"), default="fp16")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
+    parser.add_argument("--no-cache", action="store_true", help="re-encode context frames")
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--chunk-frames", type=int, default=256)
+    parser.add_argument("--png16", action="store_true", help="also write 16-bit PNG frames")
+    parser.add_argument("--no-preview", action="store_true")
+    parser.add_argument("--grayscale", action="store_true", help="also a grayscale preview")
+    parser.add_argument("--side-by-side", action="store_true", help="also an RGB | depth video")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.checkpoint is None:
+        print(WEIGHTS_HELP, file=sys.stderr)
+        return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_checkpoint(args.checkpoint)
+    checkpoint_hash = file_sha256(args.checkpoint)
+    config = InferenceConfig(
+        window=WindowConfig(length=args.window),
+        input_size=args.input_size,
+        precision="fp32" if args.fp32 else args.precision,
+        cache_encoder=not args.no_cache,
+    )
+    engine = StreamingDepthEngine(model, config, device=device)
+    decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
+    outputs = OutputOptions(
+        chunk_frames=args.chunk_frames,
+        png16=args.png16,
+        preview=not args.no_preview,
+        grayscale=args.grayscale,
+        side_by_side=args.side_by_side,
+    )
+    failures = 0
+    for video in args.videos:
+        try:
+            with open_video(video, decode) as reader:
+                folder = args.output / video.stem
+                total = reader.info.frame_count_hint
+                if total:
+                    total = -(-total // reader.info.stride)
+                    if args.max_len > 0:
+                        total = min(total, args.max_len)
+                with tqdm(total=total, desc=video.name, unit="frame") as bar:
+                    result = depth_for_video(
+                        engine,
+                        reader,
+                        DepthOutputs(folder, reader.info, outputs, metric=model.config.metric),
+                        metadata={
+                            "model_size": model.config.size,
+                            "metric": model.config.metric,
+                            "checkpoint": args.checkpoint.name,
+                            "checkpoint_sha256": checkpoint_hash,
+                            "settings": {
+                                "input_size": args.input_size,
+                                "max_res": args.max_res,
+                                "max_len": args.max_len,
+                                "target_fps": args.target_fps,
+                                "precision": config.precision,
+                                "device": str(engine.device),
+                                "window": args.window,
+                            },
+                        },
+                        on_frame=lambda _: bar.update(1),
+                    )
+            print(f"{video}: {result.frames} frames in {result.seconds:.1f} s -> {folder}")
+        except VideoDecodeError as error:
+            failures += 1
+            print(f"{video}: FAILED: {error}", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,308 @@
+"""Long-video inference: the official key-frame windowing, streamed, with an encoder cache.
+
+The official algorithm (Video Depth Anything `infer_video_depth`):
+- windows of `length` = 32 slots advance by `stride` = 22 frames; the video is
+  padded with copies of its last frame to fill the final window;
+- the first `overlap` = 10 slots of every window after the first are context:
+  frame 0, the frame `key_offset` = 10 before the window start, and the
+  `interp` = 8 frames the window shares with the previous one;
+- each window's predictions are resized (bilinear, align_corners) to the
+  decoded frame size; one least-squares scale and shift over every pixel of
+  the two key slots maps them onto the earlier predictions of the same frames
+  (metric models skip this); the 8 shared frames are blended linearly from
+  the old to the new prediction (weights 0 ... 1); the rest are appended;
+  aligned predictions are clamped at 0.
+
+What this implementation adds:
+- streaming: frames come from an iterator and depths leave as soon as they are
+  final (everything but the last `interp` frames of the latest window), so
+  memory is one window, whatever the video length;
+- the encoder runs once per frame: the context slots' features were computed
+  in the previous window and are cached (the head still sees all 32 slots);
+- the diff-CNN branch gets each slot's frame index, so key-frame slots get no
+  frame difference;
+- autocast on CUDA (fp16 as the official code, or bf16), fp32 on CPU, and
+  micro-batched encoder and high-resolution head stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .network import VideoDepthAnything
+from .transforms import DEFAULT_INPUT_SIZE, preprocess_frames
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+@dataclass
+class WindowConfig:
+    """Geometry of the sliding windows (official defaults)."""
+
+    length: int = 32
+    interp: int = 8
+    key_offset: int = 10
+
+    @property
+    def overlap(self) -> int:
+        """Context slots: the two key frames plus the shared frames."""
+        return self.interp + 2
+
+    @property
+    def stride(self) -> int:
+        return self.length - self.overlap
+
+    @property
+    def key_slot(self) -> int:
+        """The slot of a window that becomes the next window's second key frame."""
+        return self.stride - self.key_offset
+
+    def __post_init__(self) -> None:
+        if self.interp < 2:
+            raise ValueError(f"window.interp must be at least 2, got {self.interp}")
+        if self.stride < 1:
+            raise ValueError(
+                f"window.length {self.length} leaves no new frames after {self.overlap} context slots"
+            )
+        if not self.overlap <= self.key_slot < self.length:
+            raise ValueError(
+                f"window.key_offset {self.key_offset} must put the second key frame among a "
+                f"window's new frames (stride {self.stride} - key_offset >= overlap {self.overlap})"
+            )
+
+
+@dataclass
+class InferenceConfig:
+    window: WindowConfig = field(default_factory=WindowConfig)
+    input_size: int = DEFAULT_INPUT_SIZE
+    precision: Precision = "auto"  # auto: fp16 on CUDA (as the official code), fp32 on CPU
+    cache_encoder: bool = True
+    encoder_batch: int = 8  # frames per encoder call
+    head_micro_batch: int = 4  # frames per high-resolution head call
+
+
+def _autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def fit_scale_shift(prediction: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """Least squares `scale * prediction + shift ~ reference` over every pixel, in float64.
+
+    A constant prediction (singular system) keeps scale 1, shift 0, as the
+    official code does.
+    """
+    p = prediction.double().flatten()
+    r = reference.double().flatten()
+    n = float(p.numel())
+    a00, a01 = float((p * p).sum()), float(p.sum())
+    b0, b1 = float((p * r).sum()), float(r.sum())
+    det = a00 * n - a01 * a01
+    if det == 0:
+        return 1.0, 0.0
+    return (n * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det
+
+
+def blend_weights(count: int) -> torch.Tensor:
+    """Weights of the new prediction across the shared frames: 0, 1/(n-1), ..., 1."""
+    step = 1.0 / (count - 1)
+    return torch.tensor([0.0] + [i * step for i in range(1, count - 1)] + [1.0])
+
+
+class StreamingDepthEngine:
+    """Frames in (RGB uint8 arrays), (frame index, depth) out, one window of memory."""
+
+    def __init__(
+        self,
+        model: VideoDepthAnything,
+        config: InferenceConfig | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.config = config or InferenceConfig()
+        window = self.config.window
+        if window.length > model.config.num_frames:
+            raise ValueError(
+                f"window length {window.length} exceeds the model's {model.config.num_frames} frames"
+            )
+        self.device = (
+            torch.device(device) if device is not None else next(model.parameters()).device
+        )
+        self.model = model.to(self.device).eval()
+        self.metric = model.config.metric
+        self.encoder_calls = 0  # frames encoded: the cache's effect is countable
+
+    # -- network ------------------------------------------------------------
+    def _encode(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        chunks: list[list[torch.Tensor]] = []
+        step = max(1, self.config.encoder_batch)
+        for i in range(0, inputs.shape[0], step):
+            chunks.append(self.model.encode_frames(inputs[i : i + step].to(self.device)))
+            self.encoder_calls += min(step, inputs.shape[0] - i)
+        return [torch.cat(parts, dim=0) for parts in zip(*chunks)]
+
+    def _predict(
+        self,
+        inputs: torch.Tensor,
+        features: list[torch.Tensor],
+        frame_index: list[int],
+        out_size: tuple[int, int],
+    ) -> torch.Tensor:
+        length, _, height, width = inputs.shape
+        if self.model.diff_cnn is not None:
+            index = torch.tensor([frame_index], device=self.device)
+            features = self.model.add_motion(features, inputs.unsqueeze(0).to(self.device), index)
+        depth = self.model.decode(
+            features, 1, length, height, width, micro_batch=self.config.head_micro_batch
+        )
+        depth = depth.float().reshape(length, 1, height, width)
+        depth = F.interpolate(depth, size=out_size, mode="bilinear", align_corners=True)
+        return depth[:, 0].cpu()
+
+    # -- the stream ---------------------------------------------------------
+    def run(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (frame index, float32 depth at the decoded frame size), in order."""
+        source = iter(frames)
+        first = next(source, None)
+        if first is None:
+            raise ValueError("the video has no frames")
+        out_size = tuple(first.shape[:2])
+        stream = _PaddedStream(chain([first], source))
+        autocast = _autocast_dtype(self.config.precision, self.device)
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None),
+        ):
+            yield from self._windows(stream, out_size)
+
+    def _windows(self, stream: _PaddedStream, out_size: tuple[int, int]):
+        w = self.config.window
+        input_size = self.config.input_size
+        context_inputs: torch.Tensor | None = None
+        context_features: list[torch.Tensor] | None = None
+        refs: list[torch.Tensor] = []
+        pending: list[tuple[int, torch.Tensor]] = []
+        start = 0
+        while True:
+            first_window = context_inputs is None
+            new_ids = (
+                list(range(start, start + w.length))
+                if first_window
+                else list(range(start + w.overlap, start + w.length))
+            )
+            new_frames = np.stack([stream.get(i) for i in new_ids])
+            new_inputs = preprocess_frames(new_frames, input_size)
+            new_features = self._encode(new_inputs)
+            if first_window:
+                inputs, features = new_inputs, new_features
+                slot_frames = new_ids
+            else:
+                inputs = torch.cat([context_inputs, new_inputs], dim=0)
+                if self.config.cache_encoder:
+                    old = context_features
+                else:
+                    old = self._encode(context_inputs)
+                features = [torch.cat([a, b], dim=0) for a, b in zip(old, new_features)]
+                slot_frames = [0, start - w.key_offset, *range(start + 2, start + w.length)]
+            raw = self._predict(inputs, features, slot_frames, out_size)
+
+            if first_window:
+                aligned = raw
+                refs = [raw[0], raw[w.key_slot]]
+                finals = [(slot_frames[i], aligned[i]) for i in range(w.length - w.interp)]
+            else:
+                if self.metric:
+                    scale, shift = 1.0, 0.0
+                else:
+                    scale, shift = fit_scale_shift(raw[:2], torch.stack(refs))
+                aligned = (raw * scale + shift).clamp_min(0)
+                weights = blend_weights(w.interp)
+                shared = aligned[2 : w.overlap]
+                blended = [
+                    (index, old * (1 - weights[i]) + shared[i] * weights[i])
+                    for i, (index, old) in enumerate(pending)
+                ]
+                fresh = [
+                    (slot_frames[i], aligned[i]) for i in range(w.overlap, w.length - w.interp)
+                ]
+                finals = blended + fresh
+                refs = [refs[0], aligned[w.key_slot]]
+            pending = [(slot_frames[i], aligned[i]) for i in range(w.length - w.interp, w.length)]
+
+            for index, depth in finals:
+                if stream.is_real(index):
+                    yield index, depth.numpy()
+
+            keep = [0, w.key_slot, *range(w.length - w.interp, w.length)]
+            context_inputs = inputs[keep].clone()
+            context_features = (
+                [f[keep].clone() for f in features] if self.config.cache_encoder else None
+            )
+            start += w.stride
+            stream.forget_before(start + w.overlap)
+            if not stream.has_frame(start):
+                break
+        for index, depth in pending:
+            if stream.is_real(index):
+                yield index, depth.numpy()
+
+
+class _PaddedStream:
+    """Random access to a frame iterator within a sliding range, padded with the last frame.
+
+    Frames beyond the end of the video are copies of the last one, as the
+    official code pads; `is_real` tells them apart. Frames before
+    `forget_before` are dropped, so memory stays at about one window.
+    """
+
+    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+        self._frames = frames
+        self._buffer: dict[int, np.ndarray] = {}
+        self._next = 0
+        self.length: int | None = None  # known once the iterator is exhausted
+        self._last: np.ndarray | None = None
+
+    def _read_until(self, index: int) -> None:
+        while self.length is None and self._next <= index:
+            frame = next(self._frames, None)
+            if frame is None:
+                self.length = self._next
+                break
+            self._buffer[self._next] = frame
+            self._last = frame
+            self._next += 1
+
+    def get(self, index: int) -> np.ndarray:
+        self._read_until(index)
+        if self.length is not None and index >= self.length:
+            return self._last
+        return self._buffer[index]
+
+    def has_frame(self, index: int) -> bool:
+        self._read_until(index)
+        return self.length is None or index < self.length
+
+    def is_real(self, index: int) -> bool:
+        return self.has_frame(index)
+
+    def forget_before(self, index: int) -> None:
+        for old in [i for i in self._buffer if i < index]:
+            del self._buffer[old]
+
+
+def infer_video(
+    model: VideoDepthAnything,
+    frames: Iterable[np.ndarray],
+    config: InferenceConfig | None = None,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """Convenience: the whole video's depth as one (N, H, W) array (for short videos)."""
+    engine = StreamingDepthEngine(model, config, device)
+    return np.stack([depth for _, depth in engine.run(frames)])

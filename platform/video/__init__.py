@@ -1,0 +1,13 @@
+"""Video decoding and depth output writers (no Ray): shared by `vda depth` and `vda infer`."""
+
+from .decode import DecodeOptions, VideoDecodeError, VideoInfo, open_video
+from .writers import DepthOutputs, OutputOptions
+
+__all__ = [
+    "DecodeOptions",
+    "DepthOutputs",
+    "OutputOptions",
+    "VideoDecodeError",
+    "VideoInfo",
+    "open_video",
+]

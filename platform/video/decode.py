@@ -1,0 +1,173 @@
+"""Decode videos frame by frame with PyAV, the way the official run.py selects frames.
+
+PyAV rather than OpenCV: OpenCV decodes raw frames faster here (STACK_NOTES:
+~2,200 vs ~1,500 fps at 640x360), but both are three orders of magnitude
+faster than the model, and only PyAV reads from any Python file object (a
+pyarrow S3 input stream), so the batch job can stream a video from object
+storage without downloading it first. PyAV also exposes rotation metadata and
+per-frame timestamps.
+
+Options follow the official run.py: `max_res` caps the long side (sizes
+rounded, then made even), `target_fps` keeps every round(fps / target)-th
+frame, `max_len` caps the number of frames kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO
+
+import av
+import numpy as np
+
+
+class VideoDecodeError(RuntimeError):
+    """A file that is not a decodable video: one message that names the file."""
+
+
+@dataclass
+class DecodeOptions:
+    max_res: int = 1280  # official default; <= 0 keeps the decoded size
+    target_fps: float = -1.0  # -1 keeps the source rate
+    max_len: int = -1  # -1 keeps every selected frame
+
+
+@dataclass
+class VideoInfo:
+    name: str
+    width: int  # output width (after rotation and max_res)
+    height: int
+    source_width: int
+    source_height: int
+    fps: float  # fps of the frames delivered
+    source_fps: float
+    stride: int  # every stride-th decoded frame is delivered
+    rotation: int  # degrees applied to upright the frames
+    codec: str
+    frame_count_hint: int | None  # from the container, may be absent or wrong
+
+
+def _even(value: int) -> int:
+    return value if value % 2 == 0 else value + 1
+
+
+def output_size(height: int, width: int, max_res: int) -> tuple[int, int]:
+    """(H, W) after the official max_res cap: round, then round odd sizes up to even."""
+    if max_res > 0 and max(height, width) > max_res:
+        scale = max_res / max(height, width)
+        return _even(round(height * scale)), _even(round(width * scale))
+    return height, width
+
+
+class VideoReader:
+    """Iterate over upright RGB uint8 frames of one video; use as a context manager.
+
+    The first frame is decoded on open: a file that cannot produce one is
+    rejected right there, and its display rotation (from the display matrix
+    PyAV reports per frame) fixes the output size before anything is written.
+    """
+
+    def __init__(self, source: str | Path | IO[bytes], options: DecodeOptions, name: str) -> None:
+        self.name = name
+        self.options = options
+        try:
+            self._container = av.open(source if not isinstance(source, Path) else str(source))
+        except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as error:
+            raise VideoDecodeError(f"cannot open video {name!r}: {error}") from error
+        try:
+            if not self._container.streams.video:
+                raise VideoDecodeError(f"{name!r} has no video stream")
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            self._decoder = self._container.decode(self._stream)
+            self._first = self._next_frame(decoded=0)
+            if self._first is None:
+                raise VideoDecodeError(f"video {name!r} has no decodable frames")
+            self.info = self._probe(self._first)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _next_frame(self, decoded: int) -> av.VideoFrame | None:
+        try:
+            return next(self._decoder, None)
+        except av.FFmpegError as error:
+            raise VideoDecodeError(
+                f"video {self.name!r} is corrupt after {decoded} frames: {error}"
+            ) from error
+
+    def _probe(self, first: av.VideoFrame) -> VideoInfo:
+        stream = self._stream
+        rate = stream.average_rate or stream.guessed_rate or Fraction(30)
+        source_fps = float(rate)
+        target = self.options.target_fps
+        stride = max(round(source_fps / target), 1) if target > 0 else 1
+        rotation = int(getattr(first, "rotation", 0) or 0) % 360
+        width, height = first.width, first.height
+        upright_h, upright_w = (width, height) if rotation in (90, 270) else (height, width)
+        out_h, out_w = output_size(upright_h, upright_w, self.options.max_res)
+        return VideoInfo(
+            name=self.name,
+            width=out_w,
+            height=out_h,
+            source_width=upright_w,
+            source_height=upright_h,
+            fps=float(target if target > 0 else source_fps),
+            source_fps=source_fps,
+            stride=stride,
+            rotation=rotation,
+            codec=stream.codec_context.name,
+            frame_count_hint=stream.frames or None,
+        )
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Upright RGB frames at the output size: every stride-th, at most max_len."""
+        kept = 0
+        decoded = 0
+        frame = self._first
+        while frame is not None:
+            if decoded % self.info.stride == 0:
+                yield self._to_rgb(frame)
+                kept += 1
+                if 0 < self.options.max_len <= kept:
+                    return
+            decoded += 1
+            frame = self._next_frame(decoded)
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        info = self.info
+        # PyAV's rotation: degrees counter-clockwise of the display transform;
+        # np.rot90 turns counter-clockwise for positive k.
+        turned = info.rotation in (90, 270)
+        width, height = (info.height, info.width) if turned else (info.width, info.height)
+        image = frame.to_ndarray(format="rgb24", width=width, height=height)
+        if info.rotation:
+            image = np.rot90(image, k=info.rotation // 90)
+        return np.ascontiguousarray(image)
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_video(
+    source: str | Path | IO[bytes],
+    options: DecodeOptions | None = None,
+    name: str | None = None,
+) -> VideoReader:
+    """Open a local path or a readable binary stream as a VideoReader."""
+    if name is None:
+        name = (
+            str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
+        )
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise VideoDecodeError(f"video {name!r} does not exist")
+    return VideoReader(source, options or DecodeOptions(), name)

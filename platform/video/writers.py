@@ -1,0 +1,230 @@
+"""Streaming writers for one video's depth: float16 arrays, 16-bit PNGs, previews, metadata.
+
+Everything is written frame by frame into a local staging folder, so memory
+does not grow with the video; the batch job uploads finished files and
+commits them. Depth arrays go in compressed `.npz` files of `chunk_frames`
+frames (`depth_00000.npz`, ...), or a single `depth.npz` when the video fits
+in one chunk. Each holds `depth` (float16, N x H x W) and `frame_index`.
+
+Previews are colour-mapped with one range for the whole video, never per
+frame (per-frame normalisation makes a preview flicker even when the depth
+does not). The range comes from the first `warmup` frames (their 1st / 99th
+percentiles) and afterwards only ever widens; 16-bit PNGs use a fixed scale
+chosen the same way (metric depth: millimetres), recorded in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from .decode import VideoInfo
+
+PNG16_MAX = 65535
+METRIC_PNG_SCALE = 0.001  # metres per unit: millimetres, as ScanNet stores depth
+
+
+@dataclass
+class OutputOptions:
+    depth_npz: bool = True
+    chunk_frames: int = 256
+    png16: bool = False
+    preview: bool = True  # inferno colour map, H.264 mp4
+    grayscale: bool = False
+    side_by_side: bool = False  # RGB | depth
+    warmup: int = 32  # frames that fix the preview range
+
+
+class _Mp4Sink:
+    """An H.264 (libx264) mp4 written frame by frame; odd sizes are padded to even."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+        self.path = path
+        self._container = av.open(str(path), "w")
+        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
+        self._stream = self._container.add_stream("libx264", rate=rate)
+        self._stream.width = width + width % 2
+        self._stream.height = height + height % 2
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": "20", "preset": "veryfast"}
+
+    def write(self, rgb: np.ndarray) -> None:
+        pad_h = self._stream.height - rgb.shape[0]
+        pad_w = self._stream.width - rgb.shape[1]
+        if pad_h or pad_w:
+            rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+
+
+class DepthOutputs:
+    """All outputs of one video, streamed into `folder`.
+
+    `on_file_done(path)` is called for every finished file (depth chunks as
+    they fill, the rest at `close`), so a caller can upload and delete them.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        info: VideoInfo,
+        options: OutputOptions | None = None,
+        metric: bool = False,
+        on_file_done: Callable[[Path], None] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.info = info
+        self.options = options or OutputOptions()
+        self.metric = metric
+        self._on_file_done = on_file_done or (lambda path: None)
+        self._chunk: list[np.ndarray] = []
+        self._chunk_index: list[int] = []
+        self._chunks_written = 0
+        self._files: list[str] = []
+        self._warm: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+        self._range: tuple[float, float] | None = None
+        self._png_scale: float | None = METRIC_PNG_SCALE if metric else None
+        self._png_clipped = 0
+        self._sinks: dict[str, _Mp4Sink] = {}
+        self.frames = 0
+
+    # -- public ---------------------------------------------------------------
+    def write(self, index: int, depth: np.ndarray, rgb: np.ndarray | None = None) -> None:
+        if depth.shape != (self.info.height, self.info.width):
+            raise ValueError(
+                f"depth of shape {depth.shape} for a {self.info.height}x{self.info.width} video"
+            )
+        self.frames += 1
+        if self.options.depth_npz:
+            self._chunk.append(depth.astype(np.float16))
+            self._chunk_index.append(index)
+            if len(self._chunk) == self.options.chunk_frames:
+                self._flush_chunk(final=False)
+        if self._needs_range():
+            if self._range is None:
+                self._warm.append((index, depth, rgb))
+                if len(self._warm) >= self.options.warmup:
+                    self._settle_range()
+            else:
+                self._render(index, depth, rgb)
+
+    def close(self, metadata: dict[str, Any] | None = None) -> list[str]:
+        """Finish every file and write metadata.json; returns the file names written."""
+        if self._needs_range() and self._range is None:
+            self._settle_range()
+        if self._chunk:
+            self._flush_chunk(final=True)
+        for sink in self._sinks.values():
+            sink.close()
+            self._done(sink.path)
+        meta = {
+            "source": self.info.name,
+            "frames": self.frames,
+            "fps": self.info.fps,
+            "source_fps": self.info.source_fps,
+            "width": self.info.width,
+            "height": self.info.height,
+            "source_width": self.info.source_width,
+            "source_height": self.info.source_height,
+            "rotation": self.info.rotation,
+            "depth_kind": "metric_depth_m" if self.metric else "relative_disparity",
+            "depth_files": [f for f in self._files if f.startswith("depth")],
+            "preview_range": list(self._range) if self._range else None,
+        }
+        if self.options.png16:
+            meta["png16_scale"] = self._png_scale
+            meta["png16_clipped_pixels"] = self._png_clipped
+        meta.update(metadata or {})
+        path = self.folder / "metadata.json"
+        path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        self._done(path)
+        return list(self._files)
+
+    # -- internals ------------------------------------------------------------
+    def _done(self, path: Path) -> None:
+        self._files.append(str(path.relative_to(self.folder)))
+        self._on_file_done(path)
+
+    def _flush_chunk(self, final: bool) -> None:
+        single = final and self._chunks_written == 0
+        name = "depth.npz" if single else f"depth_{self._chunks_written:05d}.npz"
+        path = self.folder / name
+        np.savez_compressed(
+            path,
+            depth=np.stack(self._chunk),
+            frame_index=np.asarray(self._chunk_index, dtype=np.int64),
+        )
+        self._chunks_written += 1
+        self._chunk, self._chunk_index = [], []
+        self._done(path)
+
+    def _needs_range(self) -> bool:
+        o = self.options
+        return o.preview or o.grayscale or o.side_by_side or o.png16
+
+    def _settle_range(self) -> None:
+        if not self._warm:
+            self._range = (0.0, 1.0)
+            return
+        values = np.concatenate([d.ravel() for _, d, _ in self._warm])
+        low, high = np.percentile(values, [1, 99])
+        if high <= low:
+            high = low + 1e-6
+        self._range = (float(low), float(high))
+        if self._png_scale is None:
+            # relative disparity: twice the warm-up maximum fits in 16 bits
+            self._png_scale = max(float(values.max()) * 2, 1e-6) / PNG16_MAX
+        warm, self._warm = self._warm, []
+        for index, depth, rgb in warm:
+            self._render(index, depth, rgb)
+
+    def _render(self, index: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        low, high = self._range
+        frame_high = float(np.percentile(depth, 99))
+        if frame_high > high:  # widen only, so the preview never flickers back
+            high = frame_high
+            self._range = (low, high)
+        unit = np.clip((depth - low) / (high - low), 0, 1)
+        gray = (unit * 255).astype(np.uint8)
+        o = self.options
+        if o.preview or o.side_by_side:
+            colour = cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)[..., ::-1]
+            if o.preview:
+                self._sink("preview.mp4").write(colour)
+            if o.side_by_side:
+                left = rgb if rgb is not None else np.zeros_like(colour)
+                self._sink("side_by_side.mp4", width=2 * depth.shape[1]).write(
+                    np.concatenate([left, colour], axis=1)
+                )
+        if o.grayscale:
+            self._sink("preview_gray.mp4").write(np.repeat(gray[..., None], 3, axis=2))
+        if o.png16:
+            scaled = np.round(depth / self._png_scale)
+            self._png_clipped += int((scaled > PNG16_MAX).sum())
+            png_dir = self.folder / "png16"
+            png_dir.mkdir(exist_ok=True)
+            path = png_dir / f"{index:06d}.png"
+            cv2.imwrite(str(path), np.clip(scaled, 0, PNG16_MAX).astype(np.uint16))
+            self._done(path)
+
+    def _sink(self, name: str, width: int | None = None) -> _Mp4Sink:
+        if name not in self._sinks:
+            self._sinks[name] = _Mp4Sink(
+                self.folder / name, width or self.info.width, self.info.height, self.info.fps
+            )
+        return self._sinks[name]

@@ -1,0 +1,28 @@
+"""`vda bench inference` runs and reports its ratios (what it measures is not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from vda.jobs.cli import main
+
+
+def test_inference_bench_reports_speed_and_memory_ratios(tmp_path, capsys):
+    report_path = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench", "inference", "--size", "tiny", "--frames", "40", "--height", "28",
+            "--width", "42", "--input-size", "28", "--short-frames", "20", "--long-frames", "60",
+            "--memory-size", "28", "--json", str(report_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("machine: ")
+    assert "(target >= 1.2x)" in printed and "(target <= 1.1x)" in printed
+    report = json.loads(report_path.read_text())
+    assert report["speed"]["frames"] == 40
+    assert report["speed"]["max_abs_diff"] <= 1e-5 * report["speed"]["output_range"]
+    assert report["memory"]["short"]["frames"] == 20
+    assert report["memory"]["long"]["frames"] == 60
+    assert report["memory"]["ratio"] > 0

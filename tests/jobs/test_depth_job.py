@@ -1,0 +1,89 @@
+"""`vda depth` end to end: a real mp4 into every output format."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from helpers import tiny_model
+from videos import moving_frames, write_mp4v
+
+from vda.jobs.cli import main
+from vda.model import save_checkpoint
+from vda.model.checkpoint import file_sha256
+from vda.model.inference import InferenceConfig, StreamingDepthEngine
+from vda.platform.video import open_video
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    save_checkpoint(tiny_model(seed=31), path)
+    return path
+
+
+def test_depth_job_writes_every_output_format(tmp_path, checkpoint):
+    video = write_mp4v(tmp_path / "clip.mp4", moving_frames(40, 28, 42), fps=12)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "depth", str(video), "--checkpoint", str(checkpoint), "-o", str(out),
+            "--input-size", "28", "--chunk-frames", "16",
+            "--png16", "--grayscale", "--side-by-side",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    folder = out / "clip"
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["frames"] == 40 and meta["fps"] == pytest.approx(12)
+    assert (meta["height"], meta["width"]) == (28, 42)
+    assert meta["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert meta["model_size"] == "tiny" and meta["depth_kind"] == "relative_disparity"
+    assert meta["depth_files"] == ["depth_00000.npz", "depth_00001.npz", "depth_00002.npz"]
+
+    chunks = [np.load(folder / name) for name in meta["depth_files"]]
+    depth = np.concatenate([c["depth"] for c in chunks]).astype(np.float32)
+    assert depth.shape == (40, 28, 42)
+    assert np.concatenate([c["frame_index"] for c in chunks]).tolist() == list(range(40))
+
+    # the same engine on the same decoded frames, without the job around it
+    with open_video(video) as reader:
+        frames = list(reader.frames())
+    engine = StreamingDepthEngine(tiny_model(seed=31), InferenceConfig(input_size=28))
+    direct = np.stack([d for _, d in engine.run(frames)])
+    np.testing.assert_allclose(depth, direct, rtol=2e-3, atol=2e-3)
+
+    pngs = sorted((folder / "png16").glob("*.png"))
+    assert len(pngs) == 40
+    png = cv2.imread(str(pngs[7]), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_allclose(png * meta["png16_scale"], direct[7], atol=meta["png16_scale"])
+    for name, width in [("preview.mp4", 42), ("preview_gray.mp4", 42), ("side_by_side.mp4", 84)]:
+        with open_video(folder / name) as reader:
+            decoded = list(reader.frames())
+            assert reader.info.fps == pytest.approx(12)
+        assert len(decoded) == 40 and decoded[0].shape == (28, width, 3)
+
+
+def test_depth_job_without_weights_says_where_they_come_from(tmp_path, capsys):
+    video = write_mp4v(tmp_path / "clip.mp4", moving_frames(3, 28, 28))
+    assert main(["depth", str(video)]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint" in err and "video_depth_anything_" in err
+    assert "Video Depth Anything release" in err
+
+
+def test_depth_job_reports_a_broken_video_and_finishes_the_rest(tmp_path, checkpoint, capsys):
+    good = write_mp4v(tmp_path / "good.mp4", moving_frames(5, 28, 28))
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("not a video")
+    out = tmp_path / "out"
+    code = main(
+        ["depth", str(bad), str(good), "--checkpoint", str(checkpoint), "-o", str(out),
+         "--input-size", "28", "--no-preview"]
+    )  # fmt: skip
+    assert code == 1
+    assert "broken.mp4: FAILED: cannot open video" in capsys.readouterr().err
+    assert (out / "good" / "depth.npz").exists()
+    assert not (out / "broken").exists()
