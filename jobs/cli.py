@@ -24,12 +24,12 @@ class Job:
 
 JOBS: tuple[Job, ...] = (
     Job("infer", None, "bulk depth for a video archive in object storage (Ray Data)", 8),
-    Job("depth", None, "depth for local videos on this machine (streaming engine)", 4),
+    Job("depth", "depth", "depth for local videos on this machine (streaming engine)"),
     Job("train", None, "DDP training of the spatio-temporal head (Ray Train)", 6),
     Job("tune", None, "hyper-parameter sweeps over training (Ray Tune)", 7),
     Job("eval", None, "AbsRel / delta1 / TAE of a checkpoint on a prepared data set", 10),
-    Job("prepare", None, "convert raw video-depth data sets into clip shards", 5),
-    Job("bench", None, "benchmarks that print measured ratios", 4),
+    Job("prepare", "prepare", "convert raw video-depth data sets into clip shards"),
+    Job("bench", "bench", "benchmarks that print measured ratios"),
     Job("submit", None, "submit any job to a Ray cluster (Ray Jobs API)", 9),
     Job("convert", "convert", "convert checkpoints between official and vda layouts"),
     Job("demo", "demo", "the end-to-end demonstration that `make demo` runs"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import torch
 from torch import nn
 
@@ -35,3 +37,10 @@ def tiny_model(seed: int = 0, randomized: bool = True, **overrides) -> VideoDept
 def random_clip(batch: int = 1, frames: int = 4, height: int = 42, width: int = 56, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, frames, 3, height, width, generator=generator)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
