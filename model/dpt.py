@@ -102,6 +102,11 @@ class DPTHead(nn.Module):
             ]
         )
         self.scratch = Scratch(spec)
+        # The head ends in a ReLU. With PyTorch's default init its input is
+        # negative almost everywhere, so a head trained from scratch would output
+        # zeros and get no gradient at all. A positive bias keeps it alive;
+        # loaded checkpoints overwrite it.
+        nn.init.constant_(self.scratch.output_conv2[2].bias, 1.0)
 
     def _pyramid(
         self, features: list[torch.Tensor], grid_h: int, grid_w: int

@@ -58,6 +58,24 @@ class VideoDepthAnything(nn.Module):
             self.pretrained.eval()
         return self
 
+    def set_trainable(self, mode: str) -> None:
+        """Which parts learn: `head` (DPT head, temporal modules, diff-CNN; encoder frozen),
+        `temporal` (temporal modules and diff-CNN only), or `all`.
+
+        The unused `refinenet4.resConfUnit1` never requires grad: DDP would
+        otherwise wait forever for its gradient.
+        """
+        if mode not in ("head", "temporal", "all"):
+            raise ValueError(f"trainable must be 'head', 'temporal' or 'all', got {mode!r}")
+        self.freeze_encoder(mode != "all")
+        for name, parameter in self.named_parameters():
+            if name.startswith("pretrained."):
+                continue
+            learns = mode != "temporal" or name.startswith(("head.motion_modules.", "diff_cnn."))
+            parameter.requires_grad_(learns)
+        for parameter in self.head.scratch.refinenet4.resConfUnit1.parameters():
+            parameter.requires_grad_(False)
+
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters an optimizer should own.
 

@@ -7,6 +7,7 @@ local cluster, shared by the whole session because it takes seconds to start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -21,6 +22,9 @@ from helpers import free_port
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# The same auth mode for every Ray process the tests start (STACK_NOTES: a token
+# written by one ray.init would otherwise lock a later second node out).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -112,3 +116,77 @@ def ray_cluster(s3_endpoint):
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _node_ports() -> list[str]:
+    """Explicit free ports for one node, so two clusters on one machine never collide."""
+    flags = (
+        "--node-manager-port",
+        "--object-manager-port",
+        "--metrics-export-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+    )
+    return [f"{flag}={free_port()}" for flag in flags]
+
+
+@pytest.fixture(scope="session")
+def two_node_cluster(s3_endpoint, tmp_path_factory):
+    """A real two-node Ray cluster on this machine: `ray start --head` plus `ray start --address`.
+
+    Each node runs as a foreground `ray start --block` process of its own, so the
+    teardown stops exactly these two nodes (`ray stop` would also stop the
+    session's in-process cluster). Yields (GCS address, dashboard URL, env).
+    """
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    temp_dir = tempfile.mkdtemp(prefix="ray2n", dir="/tmp")
+    port, dashboard = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}",
+         "--min-worker-port=21000", "--max-worker-port=21999", *_node_ports()],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    processes = [head]
+    try:
+        _wait_for_port(port, head, timeout=60)
+        _wait_for_port(dashboard, head, timeout=60)
+        worker = subprocess.Popen(
+            [ray_bin, "start", "--block", f"--address=127.0.0.1:{port}", "--num-cpus=2",
+             "--min-worker-port=22000", "--max-worker-port=22999", *_node_ports()],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        processes.append(worker)
+        _wait_for_nodes(f"127.0.0.1:{port}", 2, env)
+        yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", env
+    finally:
+        import signal
+
+        for process in reversed(processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_nodes(address: str, count: int, env: dict, timeout: float = 90.0) -> None:
+    code = (
+        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [sys.executable, "-c", code, address], env=env, capture_output=True, text=True
+        )
+        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the cluster at {address} did not reach {count} live nodes")

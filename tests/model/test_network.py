@@ -188,3 +188,15 @@ def test_head_output_is_bilinear_free_at_network_resolution():
         raw = model.head(features, 2, 3, frames=2)
         depth = model.decode(features, 1, 2, 28, 42)
     torch.testing.assert_close(depth, F.relu(raw).reshape(1, 2, 28, 42))
+
+
+def test_a_fresh_model_has_a_live_output_and_gradients():
+    """With default init the final ReLU would output zeros and train nothing."""
+    torch.manual_seed(0)
+    model = VideoDepthAnything(ModelConfig(size="tiny"))
+    model.train()
+    depth = model(random_clip(frames=3))
+    assert (depth > 0).float().mean() > 0.9
+    depth.mean().backward()
+    grads = [p.grad for p in model.trainable_parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0

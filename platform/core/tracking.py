@@ -1,0 +1,96 @@
+"""MLflow tracking: where runs go, and logging that never leaks secrets.
+
+Default store: a SQLite file under the working directory (`mlruns.db`, with
+artifacts in `mlruns/`); MLflow 3's file store is in maintenance mode and
+refuses by default. Any tracking URI (a server for clusters) comes from the
+job config or `MLFLOW_TRACKING_URI`. The experiment is created once by the
+driver before any worker logs: concurrent creation on SQLite races.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SECRET_PATTERN = re.compile(r"(secret|password|token|access_key|credential|api_key)", re.I)
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///./mlruns.db
+    experiment: str = "vda"
+    artifact_location: str | None = None  # default: ./mlruns next to the SQLite file
+
+
+def resolve_tracking_uri(config: MlflowConfig) -> str:
+    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path('mlruns.db').resolve()}"
+
+
+def _artifact_location(config: MlflowConfig, tracking_uri: str) -> str | None:
+    if config.artifact_location:
+        return config.artifact_location
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///") :]).parent.joinpath("mlruns").resolve().as_uri()
+    return None
+
+
+def ensure_experiment(config: MlflowConfig) -> tuple[str, str]:
+    """(tracking URI, experiment id), creating the experiment if needed (driver only)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(config)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(config.experiment)
+    if experiment is not None:
+        return uri, experiment.experiment_id
+    return uri, client.create_experiment(
+        config.experiment, artifact_location=_artifact_location(config, uri)
+    )
+
+
+def safe_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Flattened params as MLflow strings, with anything secret-looking dropped."""
+    out = {}
+    for key, value in params.items():
+        if SECRET_PATTERN.search(key):
+            continue
+        text = str(value)
+        out[key] = text if len(text) <= 6000 else text[:5997] + "..."
+    return out
+
+
+def find_run(client, experiment_id: str, tag: str, value: str):
+    """The most recent run with tag == value, to resume logging into it."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )  # fmt: skip
+    return runs[0] if runs else None
+
+
+def log_params(client, run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in safe_params(params).items()]
+    existing = client.get_run(run_id).data.params
+    items = [p for p in items if p.key not in existing]  # params are write-once
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def log_metrics(client, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    if items:
+        client.log_batch(run_id, metrics=items)

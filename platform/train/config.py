@@ -1,0 +1,76 @@
+"""The training job's configuration: typed, with defaults that run on a laptop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vda.model.config import ModelConfig
+from vda.model.losses import LossConfig
+
+from ..core.tracking import MlflowConfig
+from ..data.pipeline import ClipConfig
+from ..storage import S3Settings
+
+
+@dataclass
+class DataConfig:
+    train: str = "data/synthetic"  # a prepared data set (local or s3://)
+    val: str | None = None  # default: the training set, fixed windows, no augmentation
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    val_clips: int = 8  # clips per worker per validation
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0
+
+
+@dataclass
+class FaultConfig:
+    """Test hook: one worker dies once, hard, at a given global step."""
+
+    fail_at_step: int | None = None
+    fail_rank: int = 1
+
+
+@dataclass
+class TrainConfig:
+    name: str = "vda-train"  # the run id: a rerun with the same name resumes
+    storage_path: str = "runs"  # local folder or s3:// prefix for checkpoints
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(size="tiny"))
+    init: str | None = None  # DAv2 / VDA / timm / vda checkpoint (local or s3://)
+    trainable: Literal["head", "temporal", "all"] = "head"
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    epochs: int = 2
+    steps_per_epoch: int = 20  # upper bound; an epoch also ends when any worker runs dry
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0  # below 1 on small machines: Ray Data tasks need CPU too
+    placement_strategy: Literal["PACK", "SPREAD"] = "PACK"  # SPREAD: one worker per node
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    checkpoint_every_steps: int = 0  # 0: at epoch ends only
+    keep_checkpoints: int = 2
+    max_failures: int = 0
+    log_every_steps: int = 1
+    seed: int = 0
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    s3: S3Settings = field(default_factory=S3Settings)
+    fault: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.clip.clip_len > self.model.num_frames:
+            raise ValueError(
+                f"data.clip.clip_len {self.data.clip.clip_len} exceeds model.num_frames "
+                f"{self.model.num_frames} (the temporal position encoding)"
+            )
+        if self.epochs < 1 or self.steps_per_epoch < 1:
+            raise ValueError("epochs and steps_per_epoch must be at least 1")
+        if self.num_workers < 1:
+            raise ValueError("num_workers must be at least 1")

@@ -1,0 +1,165 @@
+"""Launch distributed training: Ray Train V2 TorchTrainer + MLflow run, from a TrainConfig.
+
+The driver owns what must happen once: the MLflow experiment and run
+(created before workers start; a rerun with the same name resumes logging
+into the same run), the Ray Datasets, and the final model upload. Ray Train
+handles DDP (gloo on CPU, NCCL on GPU), checkpoint storage
+(`RunConfig(storage_path, name)`; rerunning with the same pair resumes from
+the latest checkpoint) and worker restarts (`FailureConfig(max_failures)`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..core.config import flatten, to_dict
+from ..core.tracking import ensure_experiment, find_run, log_params
+from ..data.pipeline import build_clip_dataset, read_manifest
+from ..storage import resolve
+from .config import TrainConfig
+from .loop import CHECKPOINT_FILE, train_loop_per_worker
+
+RUN_TAG = "vda.run_name"
+
+
+@dataclass
+class TrainResult:
+    name: str
+    mlflow_run_id: str
+    tracking_uri: str
+    checkpoint_path: str | None  # latest
+    best_checkpoint_path: str | None
+    metrics: dict[str, Any]
+
+
+def _max_depth(manifest: dict[str, Any]) -> float:
+    from vda.model.metrics import depth_cap
+
+    return depth_cap(manifest.get("dataset", "synthetic"), manifest.get("max_depth"))
+
+
+def _mlflow_run(config: TrainConfig) -> tuple[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri, experiment_id = ensure_experiment(config.mlflow)
+    client = MlflowClient(tracking_uri)
+    run = find_run(client, experiment_id, RUN_TAG, config.name)
+    if run is None:
+        run = client.create_run(experiment_id, run_name=config.name, tags={RUN_TAG: config.name})
+    elif run.info.status != "RUNNING":
+        client.update_run(run.info.run_id, status="RUNNING")
+    run_id = run.info.run_id
+    log_params(client, run_id, flatten(to_dict(config)))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "train_config.yaml"
+        path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        client.log_artifact(run_id, str(path))
+    return tracking_uri, run_id
+
+
+def _log_final_model(config: TrainConfig, tracking_uri: str, run_id: str, checkpoint) -> None:
+    """The trained model as an MLflow PyTorch model (weights restored from the checkpoint)."""
+    import mlflow
+    import mlflow.pytorch
+
+    from vda.model import VideoDepthAnything
+
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    model = VideoDepthAnything(config.model)
+    model.load_state_dict(state["model"])
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        # pickle rather than MLflow 3's default pt2 (torch.export needs an example input
+        # and traces one shape); loading it needs the vda package installed.
+        mlflow.pytorch.log_model(model.eval(), name="model", serialization_format="pickle")
+
+
+def train(config: TrainConfig, datasets: dict[str, Any] | None = None) -> TrainResult:
+    """Run (or resume) a training job and return where its results are."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True, configure_logging=False)
+    manifest = read_manifest(config.data.train, config.s3)
+    if datasets is None:
+        val_source = config.data.val or config.data.train
+        datasets = {
+            "train": build_clip_dataset(
+                config.data.train, config.data.clip, train=True, settings=config.s3
+            ),
+            "val": build_clip_dataset(
+                val_source, config.data.clip, train=False, epoch=0, settings=config.s3
+            ),
+        }
+    tracking_uri, run_id = _mlflow_run(config)
+    filesystem, storage_path = resolve(config.storage_path, config.s3)
+    if not config.storage_path.startswith("s3://"):
+        Path(storage_path).mkdir(parents=True, exist_ok=True)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "config": to_dict(config),
+            "mlflow_run_id": run_id,
+            "tracking_uri": tracking_uri,
+            "max_depth": _max_depth(manifest),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=config.num_workers,
+            use_gpu=config.use_gpu,
+            resources_per_worker={"CPU": config.cpus_per_worker},
+            placement_strategy=config.placement_strategy,
+        ),
+        run_config=RunConfig(
+            name=config.name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=config.keep_checkpoints,
+                checkpoint_score_attribute="val_abs_rel",
+                checkpoint_score_order="min",
+            ),
+        ),
+        datasets=datasets,
+    )
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    try:
+        result = trainer.fit()
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    best = None
+    if result.best_checkpoints:
+        best = min(
+            result.best_checkpoints, key=lambda pair: pair[1].get("val_abs_rel", float("inf"))
+        )[0]
+    final = best or result.checkpoint
+    if final is not None:
+        _log_final_model(config, tracking_uri, run_id, final)
+    client.set_terminated(run_id, status="FINISHED")
+    return TrainResult(
+        name=config.name,
+        mlflow_run_id=run_id,
+        tracking_uri=tracking_uri,
+        checkpoint_path=_uri(config, result.checkpoint),
+        best_checkpoint_path=_uri(config, best),
+        metrics=dict(result.metrics or {}),
+    )
+
+
+def _uri(config: TrainConfig, checkpoint) -> str | None:
+    if checkpoint is None:
+        return None
+    path = checkpoint.path
+    return f"s3://{path}" if config.storage_path.startswith("s3://") else path
