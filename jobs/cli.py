@@ -23,9 +23,9 @@ class Job:
 
 
 JOBS: tuple[Job, ...] = (
-    Job("infer", None, "bulk depth for a video archive in object storage (Ray Data)", 8),
+    Job("infer", "infer", "bulk depth for a video archive in object storage (Ray Data)"),
     Job("depth", "depth", "depth for local videos on this machine (streaming engine)"),
-    Job("train", None, "DDP training of the spatio-temporal head (Ray Train)", 6),
+    Job("train", "train", "DDP training of the spatio-temporal head (Ray Train)"),
     Job("tune", None, "hyper-parameter sweeps over training (Ray Tune)", 7),
     Job("eval", None, "AbsRel / delta1 / TAE of a checkpoint on a prepared data set", 10),
     Job("prepare", "prepare", "convert raw video-depth data sets into clip shards"),

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 with tqdm(total=total, desc=video.name, unit="frame") as bar:
                     result = depth_for_video(
                         engine,
-                        reader,
+                        reader.frames(),
                         DepthOutputs(folder, reader.info, outputs, metric=model.config.metric),
                         metadata={
                             "model_size": model.config.size,

@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-
-from vda.model.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from ..storage import S3Settings, join, read_bytes, resolve
 from .augment import AugmentConfig, Clip, augment_clip
@@ -139,8 +136,16 @@ def build_clip_dataset(
     )
 
 
-def to_model_inputs(batch: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> dict:
-    """Collated clip batch -> normalised (B, T, 3, H, W) frames and float targets on `device`."""
+def to_model_inputs(batch: dict, device="cpu") -> dict:
+    """Collated clip batch -> normalised (B, T, 3, H, W) frames and float targets on `device`.
+
+    Runs on training workers; torch is imported here, not at module level, so
+    the Ray Data decode workers that import this module stay light.
+    """
+    import torch
+
+    from vda.model.transforms import IMAGENET_MEAN, IMAGENET_STD
+
     frames = batch["frames"].to(device, non_blocking=True).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 1, 1, 1, 3)
     std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 1, 1, 1, 3)

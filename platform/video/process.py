@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from vda.model.inference import StreamingDepthEngine
 
-from .decode import VideoReader
 from .writers import DepthOutputs
 
 
@@ -27,7 +26,7 @@ class VideoResult:
 
 def depth_for_video(
     engine: StreamingDepthEngine,
-    reader: VideoReader,
+    frames: Iterable[np.ndarray],
     outputs: DepthOutputs,
     metadata: dict | None = None,
     on_frame: Callable[[int], None] | None = None,
@@ -41,7 +40,7 @@ def depth_for_video(
     waiting: dict[int, np.ndarray] = {}
 
     def tee() -> Iterator[np.ndarray]:
-        for index, frame in enumerate(reader.frames()):
+        for index, frame in enumerate(frames):
             if outputs.options.side_by_side:
                 waiting[index] = frame
             yield frame

@@ -1,0 +1,58 @@
+"""`vda infer`: bulk depth for a video archive, as a resumable Ray Data batch job.
+
+    vda infer --input s3://archive/videos/ --output s3://archive/depth/ --checkpoint CKPT
+
+Writes per-video outputs (see README) and a manifest; a rerun processes only
+what is not committed yet. Exits non-zero on failed videos only with
+--fail-on-error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vda.platform.infer.config import InferConfig
+from vda.platform.storage import StorageError
+
+from .options import add_config_arguments, print_config, resolve_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", help="prefix of videos (local or s3://) or a .txt list")
+    parser.add_argument("--output", help="output prefix (local or s3://)")
+    parser.add_argument("--checkpoint", help="model checkpoint (local or s3://)")
+    parser.add_argument("--fail-on-error", action="store_true", default=None)
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_config(
+        InferConfig,
+        args,
+        {
+            "input": args.input,
+            "output": args.output,
+            "checkpoint": args.checkpoint,
+            "fail_on_error": args.fail_on_error,
+        },
+    )
+    if args.print_config:
+        print_config(config)
+        return 0
+    from vda.platform.infer.job import run_infer
+
+    try:
+        result = run_infer(config)
+    except StorageError as error:
+        print(f"vda infer: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"vda infer: {result.count('done')} done, {result.count('failed')} failed, "
+        f"{result.count('skipped')} skipped; {result.frames} frames in {result.seconds:.1f} s; "
+        f"manifest {result.manifest}; MLflow run {result.mlflow_run_id}"
+    )
+    for row in result.rows:
+        if row["status"] == "failed":
+            print(f"  FAILED {row['video']}: {row['error']}", file=sys.stderr)
+    return 1 if (config.fail_on_error and result.count("failed")) else 0
