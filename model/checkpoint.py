@@ -83,6 +83,10 @@ def detect_kind(checkpoint: Mapping[str, Any]) -> CheckpointKind:
     """Which layout a loaded checkpoint is in."""
     if checkpoint.get("format") == OWN_FORMAT:
         return "vda"
+    if isinstance(checkpoint.get("model_config"), Mapping) and isinstance(
+        checkpoint.get("model"), Mapping
+    ):
+        return "vda"  # a `vda train` checkpoint: model state + model config (+ optimizer...)
     state = _unwrap(checkpoint)
     keys = list(state)
     if any(k.startswith("depth_head.") for k in keys):
@@ -232,7 +236,8 @@ def load_weights(
                 f"checkpoint is a {stored.size}/{stored.temporal_diff} model, "
                 f"the model is {model.config.size}/{model.config.temporal_diff}"
             )
-        _load_strict(model, checkpoint["state_dict"], "vda checkpoint")
+        state = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint["model"]
+        _load_strict(model, state, "vda checkpoint")
     elif kind == "official":
         _load_strict(model, _unwrap(checkpoint), "official VDA checkpoint", diff_keys)
     elif kind == "dav2":

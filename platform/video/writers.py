@@ -228,3 +228,16 @@ class DepthOutputs:
                 self.folder / name, width or self.info.width, self.info.height, self.info.fps
             )
         return self._sinks[name]
+
+
+def write_video(path: Path, frames, fps: float) -> Path:
+    """Write RGB frames as an H.264 mp4 (for synthetic test and demo videos)."""
+    sink = None
+    for frame in frames:
+        if sink is None:
+            sink = _Mp4Sink(Path(path), frame.shape[1], frame.shape[0], fps)
+        sink.write(frame)
+    if sink is None:
+        raise ValueError("no frames to write")
+    sink.close()
+    return Path(path)

@@ -1,0 +1,1 @@
+"""Evaluation of depth predictions against prepared data sets."""
