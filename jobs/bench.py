@@ -21,6 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inference.add_argument("--device", default=None)
     inference.add_argument("--skip-speed", action="store_true")
     inference.add_argument("--json", type=Path, help="also write the report here")
+    training = sub.add_parser("train", help="data-wait share of step time, 2 workers reading S3")
+    training.add_argument(
+        "--data", help="prepared data set URI (default: synthetic on loopback S3)"
+    )
+    training.add_argument("--steps", type=int, default=40)
+    training.add_argument("--workers", type=int, default=2)
+    training.add_argument("--size", default="tiny", choices=("tiny", "vits", "vitb", "vitl"))
+    training.add_argument("--side", type=int, default=112, help="clip frame side (multiple of 14)")
+    training.add_argument("--json", type=Path, help="also write the report here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             skip_speed=args.skip_speed,
         )
+    elif args.bench == "train":
+        from vda.platform.bench.train import run_train_bench
+
+        report = run_train_bench(args.data, args.steps, args.workers, args.size, args.side)
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(args.bench)
     if args.json:

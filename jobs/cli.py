@@ -30,7 +30,10 @@ JOBS: tuple[Job, ...] = (
     Job("eval", None, "AbsRel / delta1 / TAE of a checkpoint on a prepared data set", 10),
     Job("prepare", "prepare", "convert raw video-depth data sets into clip shards"),
     Job("bench", "bench", "benchmarks that print measured ratios"),
-    Job("submit", None, "submit any job to a Ray cluster (Ray Jobs API)", 9),
+    Job("submit", "submit", "submit any job to a Ray cluster (Ray Jobs API)"),
+    Job("status", "job_status", "status of a submitted job"),
+    Job("logs", "job_logs", "logs of a submitted job"),
+    Job("stop", "job_stop", "stop a submitted job"),
     Job("convert", "convert", "convert checkpoints between official and vda layouts"),
     Job("demo", "demo", "the end-to-end demonstration that `make demo` runs"),
 )

@@ -143,6 +143,8 @@ def two_node_cluster(s3_endpoint, tmp_path_factory):
     temp_dir = tempfile.mkdtemp(prefix="ray2n", dir="/tmp")
     port, dashboard = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # job entrypoints run `python`: the project's, as a cluster image puts its Python on PATH
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
@@ -190,3 +192,29 @@ def _wait_for_nodes(address: str, count: int, env: dict, timeout: float = 90.0) 
             return
         time.sleep(2)
     raise TimeoutError(f"the cluster at {address} did not reach {count} live nodes")
+
+
+@pytest.fixture(scope="session")
+def shards_bucket(s3_endpoint):
+    import boto3
+
+    name = f"shards-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(shards_bucket, ray_cluster):
+    """A small prepared synthetic data set in S3 (4 sequences x 16 frames of 28 x 42)."""
+    from vda.platform.data.prepare import PrepareConfig, SyntheticOptions, prepare
+
+    dst = f"s3://{shards_bucket}/data/synthetic"
+    prepare(
+        PrepareConfig(
+            dst=dst,
+            chunk_frames=8,
+            synthetic=SyntheticOptions(sequences=4, frames=16, height=28, width=42),
+        ),
+        progress=lambda _: None,
+    )
+    return dst

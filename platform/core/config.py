@@ -148,8 +148,17 @@ def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
 ) -> T:
-    """Defaults <- YAML file <- `key=value` overrides, validated against `cls`."""
-    data = read_yaml(path) if path else {}
+    """Defaults <- YAML file <- `key=value` overrides, validated against `cls`.
+
+    `path` may also be an inline mapping (`{...}`, YAML or JSON): that is how
+    `vda submit` hands a local config file to a job on a cluster.
+    """
+    if path and str(path).lstrip().startswith("{"):
+        data = yaml.safe_load(str(path))
+        if not isinstance(data, dict):
+            raise ConfigError("an inline config must be a mapping")
+    else:
+        data = read_yaml(path) if path else {}
     return build(cls, apply_overrides(data, overrides))
 
 

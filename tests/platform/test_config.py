@@ -78,3 +78,8 @@ def test_to_dict_and_flatten_give_mlflow_shaped_params():
     assert flat["optim.lr"] == 1e-4
     assert flat["optim.betas"] == [0.9, 0.999]
     assert flat["mode"] == "paper"
+
+
+def test_an_inline_mapping_stands_for_a_config_file():
+    config = load_config(Train, '{"epochs": 7, "optim": {"lr": 0.5}}', ["epochs=8"])
+    assert config.epochs == 8 and config.optim.lr == 0.5

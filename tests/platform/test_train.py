@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
-import boto3
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from vda.platform.core.config import build
-from vda.platform.data.prepare import PrepareConfig, SyntheticOptions, prepare
 from vda.platform.storage import list_files
 from vda.platform.train.config import TrainConfig
 from vda.platform.train.driver import train
@@ -19,24 +15,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def train_bucket(s3_endpoint):
-    name = f"train-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
+def train_bucket(shards_bucket):
+    return shards_bucket
 
 
 @pytest.fixture(scope="module")
-def shards(train_bucket, ray_cluster):
-    dst = f"s3://{train_bucket}/data/synthetic"
-    prepare(
-        PrepareConfig(
-            dst=dst,
-            chunk_frames=8,
-            synthetic=SyntheticOptions(sequences=4, frames=16, height=28, width=42),
-        ),
-        progress=lambda _: None,
-    )
-    return dst
+def shards(synthetic_shards):
+    return synthetic_shards
 
 
 def _config(tmp_path, shards, bucket, name, **overrides):

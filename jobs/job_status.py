@@ -1,0 +1,6 @@
+"""`vda status SUBMISSION_ID`: the Ray Jobs API's status for a submitted vda job."""
+
+from __future__ import annotations
+
+from .submit import add_id_arguments as add_arguments  # noqa: F401
+from .submit import status as run  # noqa: F401

@@ -1,0 +1,64 @@
+"""`vda submit` to a real two-node Ray cluster through its Jobs API."""
+
+from __future__ import annotations
+
+import io
+
+import boto3
+import numpy as np
+import pytest
+import yaml
+from helpers import tiny_model
+from videos import moving_frames, write_mp4v
+
+from vda.jobs.cli import main
+from vda.model import save_checkpoint
+from vda.platform.storage import list_files, read_bytes
+
+pytestmark = pytest.mark.integration
+
+
+def test_submitted_training_and_bulk_depth_jobs_succeed(
+    tmp_path, two_node_cluster, synthetic_shards, shards_bucket, s3_endpoint, capsys
+):
+    _, dashboard, _ = two_node_cluster
+    bucket = shards_bucket
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    code = main(
+        ["submit", "--address", dashboard, "train", "--name", "submitted",
+         "--data", synthetic_shards, "--storage-path", f"s3://{bucket}/submitted-runs",
+         "epochs=1", "steps_per_epoch=4", "cpus_per_worker=1", "data.clip.clip_len=4",
+         "data.clip.augment.height=28", "data.clip.augment.width=42", "data.val_clips=2",
+         f"mlflow.tracking_uri={tracking}"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed[-3000:]
+    assert "submitted raysubmit_" in printed and "SUCCEEDED" in printed
+    assert list_files(f"s3://{bucket}/submitted-runs/submitted", (".pt",))
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    for i in range(2):
+        path = write_mp4v(tmp_path / f"v{i}.mp4", moving_frames(10, 28, 42, seed=i), fps=10)
+        s3.upload_file(str(path), bucket, f"submit-videos/v{i}.mp4")
+    checkpoint = tmp_path / "tiny.ckpt"
+    save_checkpoint(tiny_model(seed=5), checkpoint)
+    s3.upload_file(str(checkpoint), bucket, "models/tiny.ckpt")
+    config = tmp_path / "infer.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "input": f"s3://{bucket}/submit-videos",
+                "output": f"s3://{bucket}/submit-depth",
+                "checkpoint": f"s3://{bucket}/models/tiny.ckpt",
+                "input_size": 28,
+                "outputs": {"preview": False},
+                "mlflow": {"tracking_uri": tracking},
+            }
+        )
+    )
+    code = main(["submit", "--address", dashboard, "infer", "--config", str(config)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed[-3000:]
+    assert "2 done, 0 failed" in printed
+    depth = np.load(io.BytesIO(read_bytes(f"s3://{bucket}/submit-depth/v1/depth.npz")))["depth"]
+    assert depth.shape == (10, 28, 42)
