@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--size", default="tiny", choices=("tiny", "vits", "vitb", "vitl"))
     training.add_argument("--side", type=int, default=112, help="clip frame side (multiple of 14)")
     training.add_argument("--json", type=Path, help="also write the report here")
+    infer = sub.add_parser("infer", help="bulk job frames/s vs the bare model's")
+    infer.add_argument("--videos", type=int, default=4)
+    infer.add_argument("--frames", type=int, default=76)
+    infer.add_argument("--side", type=int, default=224, help="video frame side")
+    infer.add_argument("--size", default="vits", choices=("tiny", "vits", "vitb", "vitl"))
+    infer.add_argument("--input-size", type=int, default=224)
+    infer.add_argument("--json", type=Path, help="also write the report here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         from vda.platform.bench.train import run_train_bench
 
         report = run_train_bench(args.data, args.steps, args.workers, args.size, args.side)
+    elif args.bench == "infer":
+        from vda.platform.bench.infer import run_infer_bench
+
+        report = run_infer_bench(args.videos, args.frames, args.side, args.size, args.input_size)
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(args.bench)
     if args.json:

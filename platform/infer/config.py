@@ -18,6 +18,9 @@ class ActorConfig:
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     max_restarts: int = 2  # a dead actor is replaced and its video redone from the start
+    # torch threads per actor. Ray sets OMP_NUM_THREADS from num_cpus, which is 1
+    # for fractional shares; 0 means ceil(cpus_per_actor). On GPU nodes it matters little.
+    torch_threads: int = 0
 
 
 @dataclass

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import queue
 import shutil
@@ -86,6 +87,8 @@ class VideoDepthActor:
         from vda.model.inference import InferenceConfig, StreamingDepthEngine
 
         self.config = build(InferConfig, config)
+        actors = self.config.actors
+        torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
         data = _read_all(self.config.checkpoint, self.config)
         self.checkpoint_sha256 = hashlib.sha256(data).hexdigest()
         name = self.config.checkpoint.rstrip("/").rsplit("/", 1)[-1]
