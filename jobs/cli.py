@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that describe bad input (a path, a file, a config): one line, no traceback."""
+    from vda.model.checkpoint import CheckpointError
+    from vda.platform.core.config import ConfigError
+    from vda.platform.data.layouts import LayoutError
+    from vda.platform.storage import StorageError
+    from vda.platform.video import VideoDecodeError
+
+    return (CheckpointError, ConfigError, LayoutError, StorageError, VideoDecodeError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     job: Job = args._job
@@ -67,7 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(importlib.import_module(f"vda.jobs.{job.module}").run(args) or 0)
+    try:
+        return int(importlib.import_module(f"vda.jobs.{job.module}").run(args) or 0)
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise
+        print(f"vda {job.name}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

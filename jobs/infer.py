@@ -13,7 +13,6 @@ import argparse
 import sys
 
 from vda.platform.infer.config import InferConfig
-from vda.platform.storage import StorageError
 
 from .options import add_config_arguments, print_config, resolve_config
 
@@ -42,11 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from vda.platform.infer.job import run_infer
 
-    try:
-        result = run_infer(config)
-    except StorageError as error:
-        print(f"vda infer: {error}", file=sys.stderr)
-        return 2
+    result = run_infer(config)
     print(
         f"vda infer: {result.count('done')} done, {result.count('failed')} failed, "
         f"{result.count('skipped')} skipped; {result.frames} frames in {result.seconds:.1f} s; "

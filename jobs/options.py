@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any, TypeVar
 
 import yaml
 
-from vda.platform.core.config import ConfigError, flatten, load_config, to_dict
+from vda.platform.core.config import load_config, to_dict
 
 T = TypeVar("T")
 
@@ -29,11 +28,7 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: dict[str, Any]
         f"{key}={_yaml_scalar(value)}" for key, value in flags.items() if value is not None
     ]
     overrides += list(args.overrides or [])
-    try:
-        return load_config(cls, args.config, overrides)
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        raise SystemExit(2) from error
+    return load_config(cls, args.config, overrides)  # ConfigError: reported by vda.jobs.cli
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -42,7 +37,3 @@ def _yaml_scalar(value: Any) -> str:
 
 def print_config(config: Any) -> None:
     print(yaml.safe_dump(to_dict(config), sort_keys=False).rstrip())
-
-
-def flat_params(config: Any) -> dict[str, Any]:
-    return flatten(to_dict(config))

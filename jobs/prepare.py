@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vda.platform.data.layouts import LayoutError
 from vda.platform.data.prepare import PrepareConfig, prepare
-from vda.platform.storage import StorageError
 
 from .options import add_config_arguments, print_config, resolve_config
 
@@ -26,11 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print_config(config)
         return 0
-    try:
-        manifest = prepare(config)
-    except (StorageError, LayoutError) as error:
-        print(f"vda prepare: {error}", file=sys.stderr)
-        return 2
+    manifest = prepare(config)
     totals = manifest["totals"]
     print(
         f"{manifest['dataset']}: {totals['sequences']} sequences, {totals['frames']} frames, "

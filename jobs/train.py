@@ -9,9 +9,7 @@ checkpoint; `max_failures` lets Ray restart dead workers from it.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from vda.platform.storage import StorageError
 from vda.platform.train.config import TrainConfig
 
 from .options import add_config_arguments, print_config, resolve_config
@@ -35,11 +33,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from vda.platform.train.driver import train
 
-    try:
-        result = train(config)
-    except StorageError as error:
-        print(f"vda train: {error}", file=sys.stderr)
-        return 2
+    result = train(config)
     metrics = {k: v for k, v in result.metrics.items() if k.startswith(("val_", "train_"))}
     print(f"run {result.name}: MLflow run {result.mlflow_run_id} at {result.tracking_uri}")
     print(f"latest checkpoint: {result.checkpoint_path}")

@@ -295,14 +295,3 @@ class _PaddedStream:
     def forget_before(self, index: int) -> None:
         for old in [i for i in self._buffer if i < index]:
             del self._buffer[old]
-
-
-def infer_video(
-    model: VideoDepthAnything,
-    frames: Iterable[np.ndarray],
-    config: InferenceConfig | None = None,
-    device: torch.device | str | None = None,
-) -> np.ndarray:
-    """Convenience: the whole video's depth as one (N, H, W) array (for short videos)."""
-    engine = StreamingDepthEngine(model, config, device)
-    return np.stack([depth for _, depth in engine.run(frames)])

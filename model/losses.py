@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 EPS = 1e-6  # representable in fp32 (and fp16); 1e-8 would underflow in half precision
 
@@ -229,12 +228,3 @@ def total_loss(
     terms["tgm"] = tgm_loss(prediction, target, mask, config)
     terms["loss"] = config.ssi_weight * terms["ssi"] + config.tgm_weight * terms["tgm"]
     return terms
-
-
-def resize_target_nearest(
-    target: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize (N, H, W) targets without blending across depth edges (nearest neighbour)."""
-    target = F.interpolate(target.unsqueeze(1).float(), size=size, mode="nearest").squeeze(1)
-    mask = F.interpolate(mask.unsqueeze(1).float(), size=size, mode="nearest").squeeze(1) > 0.5
-    return target, mask

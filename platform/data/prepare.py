@@ -214,11 +214,11 @@ def prepare(config: PrepareConfig, progress=print) -> dict[str, Any]:
     """Convert every sequence (Ray tasks), then write and return the manifest."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False, configure_logging=False)
     sequences = list_sequences(config)
     if not sequences:
         raise LayoutError(f"no sequences found for layout {config.layout!r} under {config.src!r}")
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False, configure_logging=False)
     task = ray.remote(num_cpus=config.cpus_per_sequence, max_retries=2)(convert_sequence)
     pending = [task.remote(sequence, config) for sequence in sequences]
     results = []

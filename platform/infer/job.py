@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ..core.config import flatten, to_dict
 from ..core.tracking import ensure_experiment, log_metrics, log_params
-from ..storage import StorageError, join, list_files, open_output, read_bytes
+from ..storage import StorageError, exists, join, list_files, open_output, read_bytes
 from .config import InferConfig
 from .worker import FAILED, SUCCESS, VideoDepthActor, marked_videos
 
@@ -141,6 +141,8 @@ def write_manifest(rows: list[dict[str, Any]], config: InferConfig) -> str:
 def run_infer(config: InferConfig, progress=print) -> InferResult:
     import ray
 
+    if not exists(config.checkpoint, config.s3):  # before any cluster work starts
+        raise StorageError(f"checkpoint {config.checkpoint} does not exist")
     if not ray.is_initialized():
         ray.init(log_to_driver=True, configure_logging=False)
     start = time.perf_counter()

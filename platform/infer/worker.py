@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 
 from ..core.config import build
-from ..storage import commit_object, exists, join, list_files, open_input, write_bytes
+from ..storage import (
+    commit_object,
+    exists,
+    join,
+    list_files,
+    open_input,
+    open_output,
+    write_bytes,
+)
 from ..storage.objects import delete
 from ..video import DepthOutputs, VideoDecodeError, open_video
 from ..video.process import depth_for_video
@@ -126,8 +134,12 @@ class VideoDepthActor:
 
             def upload(path: Path) -> None:
                 relative = str(path.relative_to(local))
-                with path.open("rb") as handle:
-                    write_bytes(join(staging, relative), handle.read(), config.s3)
+                # streamed (multipart on S3): a depth chunk can be hundreds of MB
+                with (
+                    path.open("rb") as source,
+                    open_output(join(staging, relative), config.s3) as target,
+                ):
+                    shutil.copyfileobj(source, target, length=8 << 20)
                 path.unlink()
                 uploaded.append(relative)
 

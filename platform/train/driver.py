@@ -87,9 +87,9 @@ def train(config: TrainConfig, datasets: dict[str, Any] | None = None) -> TrainR
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    manifest = read_manifest(config.data.train, config.s3)  # bad input fails before Ray starts
     if not ray.is_initialized():
         ray.init(log_to_driver=True, configure_logging=False)
-    manifest = read_manifest(config.data.train, config.s3)
     if datasets is None:
         val_source = config.data.val or config.data.train
         datasets = {

@@ -60,7 +60,9 @@ def _all_sum(values: list[float], device: torch.device) -> list[float]:
 
 
 class HeadTrainer:
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(
+        self, config: TrainConfig, mlflow_run_id: str | None = None, tracking_uri: str | None = None
+    ) -> None:
         import ray.train
         import ray.train.torch
 
@@ -94,7 +96,8 @@ class HeadTrainer:
         self.epoch_step = 0  # steps done in the current epoch (a restart continues from here)
         self.best_abs_rel = NOT_VALIDATED
         self.last_abs_rel = NOT_VALIDATED
-        self.mlflow_run_id: str | None = None
+        self.mlflow_run_id = mlflow_run_id  # rank 0 logs into the run the driver created
+        self._tracking_uri = tracking_uri
         self._mlflow = None
 
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -338,7 +341,5 @@ class HeadTrainer:
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: rebuild the typed config and run the loop."""
     config = build(TrainConfig, loop_config["config"])
-    trainer = HeadTrainer(config)
-    trainer.mlflow_run_id = loop_config.get("mlflow_run_id")
-    trainer._tracking_uri = loop_config.get("tracking_uri")
+    trainer = HeadTrainer(config, loop_config.get("mlflow_run_id"), loop_config.get("tracking_uri"))
     trainer.run(loop_config["max_depth"])
