@@ -60,7 +60,12 @@ def _torch_load(handle: IO[bytes], name: str) -> Mapping[str, Any]:
     try:
         loaded = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for bad files
-        raise CheckpointError(f"cannot read checkpoint {name!r}: {error}") from error
+        # torch's messages run to several paragraphs; the first line says what happened
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {name!r} (not a PyTorch checkpoint loadable with "
+            f"weights_only=True): {reason}"
+        ) from error
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"checkpoint {name!r} holds a {type(loaded).__name__}, not a dict")
     return loaded

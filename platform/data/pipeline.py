@@ -36,6 +36,7 @@ class ClipConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     decode_cpus: float = 0.5  # fractional: a pool that takes every CPU starves the read tasks
+    read_cpus: float = 0.5  # per parquet read task; below 1 so reads fit beside fractional workers
 
 
 def read_manifest(dataset: str, settings: S3Settings | None = None) -> dict[str, Any]:
@@ -127,7 +128,10 @@ def build_clip_dataset(
     paths = [resolve(uri, settings)[1] for uri in uris]
     disparity = manifest.get("depth_kind", "depth") == "depth"
     ds = ray.data.read_parquet(
-        paths, filesystem=filesystem, shuffle="files" if (shuffle and train) else None
+        paths,
+        filesystem=filesystem,
+        shuffle="files" if (shuffle and train) else None,
+        ray_remote_args={"num_cpus": config.read_cpus},
     )
     return ds.flat_map(
         sample_clips,

@@ -31,20 +31,52 @@ class EvalReport:
     overall: dict[str, float] = field(default_factory=dict)
 
 
-def ground_truth(dataset: str, entry: dict[str, Any], settings: S3Settings | None = None):
-    """(depth, valid, intrinsics, c2w) of one sequence, read from its shards."""
+@dataclass
+class SequenceData:
+    rgb: np.ndarray  # (T, H, W, 3) uint8
+    depth: np.ndarray  # (T, H, W)
+    valid: np.ndarray  # (T, H, W) bool
+    intrinsics: np.ndarray | None  # (T, 3, 3)
+    c2w: np.ndarray | None  # (T, 4, 4)
+
+
+def read_sequence(
+    dataset: str, entry: dict[str, Any], settings: S3Settings | None = None
+) -> SequenceData:
+    """One whole sequence of a prepared data set, from its shards, in frame order."""
     chunks = []
     for shard in entry["shards"]:
         table = pq.read_table(io.BytesIO(read_bytes(join(dataset, shard), settings)))
         chunks.extend(decode_chunk(row) for row in table.to_pylist())
     chunks.sort(key=lambda c: c.frame_index[0])
-    depth = np.concatenate([c.depth for c in chunks])
-    valid = np.concatenate([c.valid for c in chunks])
-    intrinsics = (
-        np.concatenate([c.intrinsics for c in chunks]) if chunks[0].intrinsics is not None else None
+
+    def joined(name: str) -> np.ndarray | None:
+        parts = [getattr(c, name) for c in chunks]
+        return None if parts[0] is None else np.concatenate(parts)
+
+    return SequenceData(
+        rgb=joined("rgb"),
+        depth=joined("depth"),
+        valid=joined("valid"),
+        intrinsics=joined("intrinsics"),
+        c2w=joined("c2w"),
     )
-    c2w = np.concatenate([c.c2w for c in chunks]) if chunks[0].c2w is not None else None
-    return depth, valid, intrinsics, c2w
+
+
+def ground_truth(dataset: str, entry: dict[str, Any], settings: S3Settings | None = None):
+    """(depth, valid, intrinsics, c2w) of one sequence, read from its shards."""
+    data = read_sequence(dataset, entry, settings)
+    return data.depth, data.valid, data.intrinsics, data.c2w
+
+
+def _load_depth_npz(uri: str, settings: S3Settings | None) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(read_bytes(uri, settings)), allow_pickle=False) as archive:
+            return {"depth": archive["depth"], "frame_index": archive["frame_index"]}
+    except (ValueError, KeyError, OSError, EOFError) as error:
+        raise ValueError(
+            f"{uri} is not a depth .npz as `vda infer` writes it (depth + frame_index): {error}"
+        ) from None
 
 
 def predicted_depth(
@@ -53,7 +85,7 @@ def predicted_depth(
     files = list_files(join(outputs, sequence), (".npz",), settings)
     if not files:
         return None
-    arrays = [np.load(io.BytesIO(read_bytes(f, settings))) for f in sorted(files)]
+    arrays = [_load_depth_npz(f, settings) for f in sorted(files)]
     order = np.concatenate([a["frame_index"] for a in arrays])
     depth = np.concatenate([a["depth"] for a in arrays]).astype(np.float32)
     return depth[np.argsort(order)]

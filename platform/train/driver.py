@@ -44,14 +44,16 @@ def _max_depth(manifest: dict[str, Any]) -> float:
     return depth_cap(manifest.get("dataset", "synthetic"), manifest.get("max_depth"))
 
 
-def _mlflow_run(config: TrainConfig) -> tuple[str, str]:
+def _mlflow_run(config: TrainConfig, tags: dict[str, str] | None = None) -> tuple[str, str]:
     from mlflow.tracking import MlflowClient
 
     tracking_uri, experiment_id = ensure_experiment(config.mlflow)
     client = MlflowClient(tracking_uri)
     run = find_run(client, experiment_id, RUN_TAG, config.name)
     if run is None:
-        run = client.create_run(experiment_id, run_name=config.name, tags={RUN_TAG: config.name})
+        run = client.create_run(
+            experiment_id, run_name=config.name, tags={**(tags or {}), RUN_TAG: config.name}
+        )
     elif run.info.status != "RUNNING":
         client.update_run(run.info.run_id, status="RUNNING")
     run_id = run.info.run_id
@@ -81,8 +83,17 @@ def _log_final_model(config: TrainConfig, tracking_uri: str, run_id: str, checkp
         mlflow.pytorch.log_model(model.eval(), name="model", serialization_format="pickle")
 
 
-def train(config: TrainConfig, datasets: dict[str, Any] | None = None) -> TrainResult:
-    """Run (or resume) a training job and return where its results are."""
+def train(
+    config: TrainConfig,
+    datasets: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
+    mlflow_tags: dict[str, str] | None = None,
+) -> TrainResult:
+    """Run (or resume) a training job and return where its results are.
+
+    `callbacks` go to Ray Train (a sweep passes Tune's report callback);
+    `mlflow_tags` mark the run when it is created (a sweep's parent run id).
+    """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -100,7 +111,7 @@ def train(config: TrainConfig, datasets: dict[str, Any] | None = None) -> TrainR
                 val_source, config.data.clip, train=False, epoch=0, settings=config.s3
             ),
         }
-    tracking_uri, run_id = _mlflow_run(config)
+    tracking_uri, run_id = _mlflow_run(config, mlflow_tags)
     filesystem, storage_path = resolve(config.storage_path, config.s3)
     if not config.storage_path.startswith("s3://"):
         Path(storage_path).mkdir(parents=True, exist_ok=True)
@@ -128,6 +139,7 @@ def train(config: TrainConfig, datasets: dict[str, Any] | None = None) -> TrainR
                 checkpoint_score_attribute="val_abs_rel",
                 checkpoint_score_order="min",
             ),
+            callbacks=callbacks,
         ),
         datasets=datasets,
     )

@@ -1,0 +1,338 @@
+"""Run (or resume) a sweep: Ray Tune over training trials, ASHA, an MLflow parent run.
+
+Order of work: validate the space (no Ray needed), create the MLflow parent
+run (the experiment must exist before trials race to create it on SQLite),
+then fit or restore the Tuner stored at `storage_path/name`, and finally
+write the results table and the best trial's config and checkpoint URI next
+to it and onto the parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.config import flatten, to_dict
+from ..core.tracking import ensure_experiment, find_run, log_metrics, log_params
+from ..storage import S3Settings, join, resolve, write_bytes
+from ..storage.objects import is_s3
+from ..train.config import TrainConfig
+from .config import STEP_METRICS, SweepConfig
+from .results import (
+    EARLY_STOPPED,
+    ERRORED,
+    FINISHED,
+    MLFLOW_STATUS,
+    TrialRow,
+    sort_rows,
+    to_csv,
+    to_text,
+    trial_status,
+)
+from .space import Dimension, trial_config, validate_space
+from .trial import SWEEP_TAG, TrialContext, run_trial, trial_name
+
+RESULTS_FILE = "results.csv"
+BEST_CONFIG_FILE = "best_config.yaml"
+BEST_TRIAL_FILE = "best_trial.json"
+
+
+@dataclass
+class SweepResult:
+    name: str
+    rows: list[TrialRow]  # best first
+    best: TrialRow | None
+    output: str  # where results.csv, best_config.yaml and best_trial.json are
+    mlflow_run_id: str
+    tracking_uri: str
+    resumed: bool
+
+
+def data_cpus(train: TrainConfig) -> float:
+    """CPUs a trial's Ray Data pipeline needs to make progress: one read and one decode task."""
+    clip = train.data.clip
+    return clip.read_cpus + clip.decode_cpus
+
+
+def trial_cpus(sweep: SweepConfig, train: TrainConfig) -> float:
+    """CPUs one running trial holds: its Tune driver, its data pipeline and its workers."""
+    workers = train.num_workers * train.cpus_per_worker
+    return sweep.trial_driver_cpus + data_cpus(train) + workers
+
+
+def trial_resources(sweep: SweepConfig, train: TrainConfig):
+    """The trial's placement group: its driver, and the CPUs its Ray Data pipeline may use.
+
+    Ray Data launched inside a trial is held to the trial's placement group
+    (it sizes itself from the bundles), so the read and decode tasks need a
+    bundle of their own there; the training workers get a group of their own
+    from Ray Train.
+    """
+    from ray import tune
+
+    return tune.PlacementGroupFactory([{"CPU": sweep.trial_driver_cpus}, {"CPU": data_cpus(train)}])
+
+
+def concurrent_trials(sweep: SweepConfig, train: TrainConfig, resources: dict[str, float]) -> int:
+    """As many trials as the cluster can run at once, so no trial driver idles holding a slot."""
+    if sweep.max_concurrent_trials:
+        return sweep.max_concurrent_trials
+    count = math.floor(resources.get("CPU", 0) / trial_cpus(sweep, train) + 1e-9)
+    if train.use_gpu:
+        count = min(count, math.floor(resources.get("GPU", 0) / train.num_workers + 1e-9))
+    return max(1, count)
+
+
+def _scheduler(sweep: SweepConfig, train: TrainConfig):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if sweep.scheduler.kind == "fifo":
+        return FIFOScheduler()
+    # time in epochs, not reports: mid-epoch checkpoint reports must not count as rungs
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=sweep.scheduler.max_t or train.epochs,
+        grace_period=sweep.scheduler.grace_period,
+        reduction_factor=sweep.scheduler.reduction_factor,
+    )
+
+
+def _search_alg(sweep: SweepConfig, concurrency: int):
+    """The search algorithm, holding back trials beyond `concurrency` (Tune does not, for ours)."""
+    if sweep.search.algorithm == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(seed=sweep.search.seed), concurrency)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=sweep.search.seed, max_concurrent=concurrency)
+
+
+def _parent_run(sweep: SweepConfig, train: TrainConfig, dimensions: list[Dimension]):
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri, experiment_id = ensure_experiment(train.mlflow)
+    client = MlflowClient(tracking_uri)
+    run = find_run(client, experiment_id, SWEEP_TAG, sweep.name)
+    if run is None:
+        run = client.create_run(experiment_id, run_name=sweep.name, tags={SWEEP_TAG: sweep.name})
+    elif run.info.status != "RUNNING":
+        client.update_run(run.info.run_id, status="RUNNING")
+    params = {
+        "metric": sweep.metric, "mode": sweep.mode, "num_samples": sweep.num_samples,
+        **{f"scheduler.{k}": v for k, v in to_dict(sweep.scheduler).items()},
+        "search.algorithm": sweep.search.algorithm,
+        **{f"space.{d.key}": d.describe() for d in dimensions},
+        **{f"base.{k}": v for k, v in flatten(sweep.train).items()},
+    }  # fmt: skip
+    log_params(client, run.info.run_id, params)
+    return client, tracking_uri, experiment_id, run.info.run_id
+
+
+def pin_paths(train: dict[str, Any], tracking_uri: str) -> dict[str, Any]:
+    """The base config with local paths absolute and the tracking URI fixed.
+
+    Trials run in Tune actors whose working directory is not the driver's: a
+    relative data path, or the default `./mlruns.db`, would point elsewhere.
+    """
+    import copy
+
+    data = copy.deepcopy(train)
+    data.setdefault("mlflow", {})["tracking_uri"] = tracking_uri
+    section = data.setdefault("data", {})
+    for holder, key in ((section, "train"), (section, "val"), (data, "init")):
+        value = holder.get(key)
+        if isinstance(value, str) and value and not is_s3(value):
+            holder[key] = resolve(value)[1]
+    if "train" not in section:  # the default data set lives under the driver's directory
+        section["train"] = resolve(TrainConfig().data.train)[1]
+    return data
+
+
+def _storage(uri: str, settings: S3Settings) -> tuple[Any, str]:
+    """(filesystem or None, path) as Tune and Train take them: local paths absolute."""
+    if is_s3(uri):
+        return resolve(uri, settings)
+    path = Path(uri).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return None, str(path)
+
+
+def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
+    """Run the sweep to the end (resuming it if it exists) and write its results."""
+    import ray
+    from ray import tune
+
+    dimensions = validate_space(sweep)  # bad input fails before Ray or MLflow are touched
+    base = trial_config(sweep.train, {})
+    if (
+        sweep.scheduler.kind == "asha"
+        and base.checkpoint_every_steps
+        and (sweep.metric not in STEP_METRICS)
+    ):
+        from ..core.config import ConfigError
+
+        raise ConfigError(
+            f"metric {sweep.metric!r} is reported only at epoch ends, but mid-epoch checkpoint "
+            f"reports (checkpoint_every_steps) carry only {STEP_METRICS}"
+        )
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True, configure_logging=False)
+    client, tracking_uri, experiment_id, parent_id = _parent_run(sweep, base, dimensions)
+    filesystem, storage_path = _storage(sweep.storage_path, base.s3)
+    sweep_root = join(sweep.storage_path if filesystem else storage_path, sweep.name)
+    context = TrialContext(
+        sweep_name=sweep.name,
+        train=pin_paths(sweep.train, tracking_uri),
+        train_storage=join(sweep_root, "train"),
+        parent_run_id=parent_id,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=context), trial_resources(sweep, base)
+    )
+    experiment_path = f"{storage_path.rstrip('/')}/{sweep.name}"
+    resumed = tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem)
+    if resumed:
+        progress(f"resuming sweep {sweep.name} from {sweep_root} (its original search space)")
+        tuner = tune.Tuner.restore(
+            experiment_path,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=filesystem,
+        )
+    else:
+        concurrency = concurrent_trials(sweep, base, ray.cluster_resources())
+        progress(f"sweep {sweep.name}: up to {concurrency} trial(s) at once")
+        tuner = tune.Tuner(
+            trainable,
+            param_space={d.key: d.to_tune() for d in dimensions},
+            tune_config=tune.TuneConfig(
+                metric=sweep.metric,
+                mode=sweep.mode,
+                num_samples=sweep.num_samples,
+                scheduler=_scheduler(sweep, base),
+                search_alg=_search_alg(sweep, concurrency),
+                max_concurrent_trials=concurrency,
+            ),
+            run_config=tune.RunConfig(
+                name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem
+            ),
+        )
+    try:
+        grid = tuner.fit()
+    except Exception:
+        client.set_terminated(parent_id, status="FAILED")
+        raise
+    rows = sort_rows(
+        [_row(sweep, result, base.s3) for result in grid], sweep.mode
+    )  # fmt: skip
+    _close_children(client, experiment_id, sweep, rows)
+    best = next((r for r in rows if r.value is not None and math.isfinite(r.value)), None)
+    _write_outputs(sweep, context, rows, best, base.s3, client, parent_id)
+    counts = {s: sum(r.status == s for r in rows) for s in (FINISHED, EARLY_STOPPED, ERRORED)}
+    summary = {f"trials_{status}": count for status, count in counts.items()}
+    if best is not None:
+        summary[f"best_{sweep.metric}"] = best.value
+    log_metrics(client, parent_id, summary, step=0)
+    client.set_terminated(parent_id, status="FINISHED")
+    return SweepResult(
+        name=sweep.name,
+        rows=rows,
+        best=best,
+        output=sweep_root,
+        mlflow_run_id=parent_id,
+        tracking_uri=tracking_uri,
+        resumed=resumed,
+    )
+
+
+def _row(sweep: SweepConfig, result, settings: S3Settings) -> TrialRow:
+    metrics = dict(result.metrics or {})
+    sampled = {k: v for k, v in (result.config or {}).items() if k in sweep.space}
+    trial_id = str(metrics.get("trial_id") or Path(result.path).name)
+    planned = trial_config(sweep.train, sampled).epochs
+    epochs = int(metrics.get("epoch", 0))
+    checkpoint = metrics.get("checkpoint_path")
+    if checkpoint and is_s3(sweep.storage_path):
+        checkpoint = f"s3://{checkpoint}"
+    value = metrics.get(sweep.metric)
+    return TrialRow(
+        trial_id=trial_id,
+        name=trial_name(sweep.name, trial_id),
+        status=trial_status(epochs, planned, result.error is not None),
+        sampled=sampled,
+        epochs=epochs,
+        value=float(value) if value is not None else None,
+        metrics={k: float(metrics[k]) for k in _numeric(metrics)},
+        checkpoint=checkpoint,
+        error=str(result.error).splitlines()[0] if result.error is not None else None,
+    )
+
+
+def _numeric(metrics: dict[str, Any]) -> list[str]:
+    return [
+        k for k, v in metrics.items()
+        if k.startswith(("val_", "train_")) and isinstance(v, (int, float))
+    ]  # fmt: skip
+
+
+def _close_children(client, experiment_id: str, sweep: SweepConfig, rows: list[TrialRow]) -> None:
+    """Mark each trial's MLflow run with how it ended (a stopped trial's process was killed)."""
+    from ..train.driver import RUN_TAG
+
+    for row in rows:
+        run = find_run(client, experiment_id, RUN_TAG, row.name)
+        if run is None:
+            continue
+        client.set_tag(run.info.run_id, "vda.trial_status", row.status)
+        if run.info.status == "RUNNING" or row.status != FINISHED:
+            client.set_terminated(run.info.run_id, status=MLFLOW_STATUS[row.status])
+
+
+def _write_outputs(
+    sweep: SweepConfig,
+    context: TrialContext,
+    rows: list[TrialRow],
+    best: TrialRow | None,
+    settings: S3Settings,
+    client,
+    parent_id: str,
+) -> None:
+    root = context.train_storage.rsplit("/", 1)[0]
+    files = {RESULTS_FILE: to_csv(rows, sweep.metric)}
+    if best is not None:
+        config = to_dict(
+            trial_config(
+                context.train, best.sampled, name=best.name, storage_path=context.train_storage
+            )
+        )
+        files[BEST_CONFIG_FILE] = yaml.safe_dump(config, sort_keys=False)
+        files[BEST_TRIAL_FILE] = json.dumps(
+            {
+                "trial_id": best.trial_id,
+                "name": best.name,
+                "metric": sweep.metric,
+                "mode": sweep.mode,
+                "value": best.value,
+                "sampled": best.sampled,
+                "checkpoint": best.checkpoint,
+            },
+            indent=2,
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        for name, text in files.items():
+            write_bytes(join(root, name), text.encode(), settings)
+            Path(folder, name).write_text(text)
+            client.log_artifact(parent_id, str(Path(folder, name)))
+
+
+def format_results(result: SweepResult, metric: str) -> str:
+    return to_text(result.rows, metric)
