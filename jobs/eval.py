@@ -20,7 +20,9 @@ from .options import add_config_arguments, print_config, resolve_config
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="report name (folder under `report`, MLflow run name)")
     parser.add_argument("--dataset", help="prepared data set with ground truth (local or s3://)")
-    parser.add_argument("--checkpoint", help="model to evaluate (file, or Ray Train checkpoint dir)")
+    parser.add_argument(
+        "--checkpoint", help="model to evaluate (file, or Ray Train checkpoint dir)"
+    )
     parser.add_argument("--outputs", help="or: a finished `vda infer` output prefix")
     parser.add_argument("--report", help="where reports go (local or s3://)")
     add_config_arguments(parser)

@@ -63,7 +63,9 @@ def test_ground_truth_fed_back_scores_perfectly_and_bad_sequences_are_recorded(
     assert overall["abs_rel"] < 1e-5 and overall["delta1"] == 1.0 and overall["rmse"] < 1e-4
     assert overall["tae"] < 3.0  # nearest-pixel splatting of the reprojection only
     assert report["missing"] == [missing]
-    assert list(report["failed"]) == [corrupt] and "is not a depth .npz" in report["failed"][corrupt]
+    assert (
+        list(report["failed"]) == [corrupt] and "is not a depth .npz" in report["failed"][corrupt]
+    )
     rows = list(csv.DictReader(io.StringIO((tmp_path / "reports/known/report.csv").read_text())))
     assert [(r["mode"], r["sequence"]) for r in rows] == [("outputs", good), ("outputs", "overall")]
     run = MlflowClient(mlflow_uri).search_runs(
@@ -100,7 +102,7 @@ def test_checkpoint_runs_under_each_strategy_side_by_side(tmp_path, heldout):
     report = run_eval(config, progress=lambda _: None)
     assert not report.failed and not report.missing
     assert set(report.modes) == set(config.strategies)
-    for mode, block in report.modes.items():
+    for block in report.modes.values():
         assert block["overall"]["sequences"] == 3
         for values in block["sequences"].values():
             assert values["frames"] == 11 and 0 <= values["delta1"] <= 1

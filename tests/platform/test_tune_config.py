@@ -8,8 +8,15 @@ import yaml
 from vda.jobs.cli import main
 from vda.platform.core.config import ConfigError, build
 from vda.platform.tune.config import SweepConfig, load_sweep
-from vda.platform.tune.results import EARLY_STOPPED, ERRORED, FINISHED, TrialRow, sort_rows
-from vda.platform.tune.results import to_csv, trial_status
+from vda.platform.tune.results import (
+    EARLY_STOPPED,
+    ERRORED,
+    FINISHED,
+    TrialRow,
+    sort_rows,
+    to_csv,
+    trial_status,
+)
 from vda.platform.tune.space import parse_dimension, trial_config, validate_space
 from vda.platform.tune.sweep import concurrent_trials, pin_paths, trial_cpus
 
@@ -45,7 +52,9 @@ def test_combinations_are_checked_together():
             }
         },
     )
-    with pytest.raises(ConfigError, match="combination model.num_frames=16, data.clip.clip_len=24"):
+    with pytest.raises(
+        ConfigError, match=r"combination model\.num_frames=16, data\.clip\.clip_len=24"
+    ):
         validate_space(sweep)
 
 
