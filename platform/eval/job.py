@@ -24,7 +24,7 @@ import numpy as np
 from ..core.config import flatten, to_dict
 from ..core.tracking import ensure_experiment, log_metrics, log_params
 from ..data.pipeline import read_manifest
-from ..storage import S3Settings, join, read_bytes, write_bytes
+from ..storage import S3Settings, StorageError, exists, join, list_files, read_bytes, write_bytes
 from .config import EvalConfig
 
 METRICS = ("abs_rel", "delta1", "rmse", "tae")
@@ -50,17 +50,23 @@ class EvalJobReport:
         }  # fmt: skip
 
 
-def checkpoint_uri(uri: str) -> str:
-    """A checkpoint file, or a Ray Train checkpoint folder (as `vda train` prints it)."""
+def checkpoint_uri(uri: str, settings: S3Settings | None = None) -> str:
+    """A checkpoint file; a Ray Train checkpoint folder (as `vda train` prints it); or a
+    training run's folder (`<storage_path>/<name>`), meaning its latest checkpoint."""
     if uri.endswith((".pt", ".pth", ".safetensors", ".bin")):
         return uri
-    return join(uri, CHECKPOINT_FILE)
+    if exists(join(uri, CHECKPOINT_FILE), settings):
+        return join(uri, CHECKPOINT_FILE)
+    found = [f for f in list_files(uri, (".pt",), settings) if f.endswith("/" + CHECKPOINT_FILE)]
+    if not found:
+        raise StorageError(f"no {CHECKPOINT_FILE} under {uri}")
+    return max(found)  # Ray Train names checkpoint folders by time: the last is the latest
 
 
 def load_model(config: EvalConfig):
     from vda.model import load_checkpoint
 
-    uri = checkpoint_uri(config.checkpoint)
+    uri = checkpoint_uri(config.checkpoint, config.s3)
     stream = io.BytesIO(read_bytes(uri, config.s3))
     stream.name = uri  # named in errors
     return load_checkpoint(stream, config.model)
