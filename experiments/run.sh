@@ -17,8 +17,11 @@ train exp1-ssi loss.tgm_weight=0.0
 train exp1-tgm-official loss.tgm_variant=official
 train exp1-tgm-paper loss.tgm_variant=paper
 train exp3-diffcnn model.temporal_diff=diff_cnn
+# repeats with another seed: how far apart two runs of one setting land (the noise)
+train exp1-ssi-seed1 loss.tgm_weight=0.0 seed=1
+train exp1-tgm-official-seed1 loss.tgm_variant=official seed=1
 
-for run in exp1-ssi exp1-tgm-official exp1-tgm-paper exp3-diffcnn; do
+for run in exp1-ssi exp1-tgm-official exp1-tgm-paper exp3-diffcnn exp1-ssi-seed1 exp1-tgm-official-seed1; do
   $VDA eval --config experiments/eval_heldout.yaml --name "$run" \
     --checkpoint "runs/experiments/checkpoints/$run"
 done

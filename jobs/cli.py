@@ -17,9 +17,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Job:
     name: str
-    module: str | None  # vda.jobs.<module>; None while the job is not built
+    module: str  # vda.jobs.<module>
     summary: str
-    issue: int | None = None  # the tracking issue while the job is not built
 
 
 JOBS: tuple[Job, ...] = (
@@ -46,14 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     for job in JOBS:
-        summary = (
-            job.summary if job.module else f"{job.summary} [not built yet: issue #{job.issue}]"
-        )
-        job_parser = sub.add_parser(job.name, help=summary, description=summary)
-        if job.module:
-            importlib.import_module(f"vda.jobs.{job.module}").add_arguments(job_parser)
-        else:
-            job_parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        job_parser = sub.add_parser(job.name, help=job.summary, description=job.summary)
+        importlib.import_module(f"vda.jobs.{job.module}").add_arguments(job_parser)
         job_parser.set_defaults(_job=job)
     return parser
 
@@ -72,12 +65,6 @@ def user_errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     job: Job = args._job
-    if job.module is None:
-        print(
-            f"vda {job.name}: not built yet; it is tracked in issue #{job.issue}. Nothing was run.",
-            file=sys.stderr,
-        )
-        return 2
     try:
         return int(importlib.import_module(f"vda.jobs.{job.module}").run(args) or 0)
     except Exception as error:

@@ -21,6 +21,8 @@ EXP1 = {
     "exp1-ssi": "SSI only",
     "exp1-tgm-official": "SSI + TGM (official)",
     "exp1-tgm-paper": "SSI + TGM (paper)",
+    "exp1-ssi-seed1": "SSI only, seed 1",
+    "exp1-tgm-official-seed1": "SSI + TGM (official), seed 1",
 }
 EXP3 = {"exp1-tgm-official": "basic STH head", "exp3-diffcnn": "STH head + diff-CNN"}
 STRATEGY_NAMES = {
@@ -107,6 +109,7 @@ def _plot_models(root: Path, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = {**EXP1, "exp3-diffcnn": "STH + diff-CNN"}
+    runs = {name: label.replace(", ", "\n") for name, label in runs.items()}
     reports = {label: _report(root, name) for name, label in runs.items()}
     reports = {k: v for k, v in reports.items() if v is not None}
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -118,7 +121,7 @@ def _plot_models(root: Path, path: Path) -> None:
             axis.bar(x + offset, values, width=0.4, label=STRATEGY_NAMES[mode])
         axis.set_xticks(x, labels, rotation=15, fontsize=8)
         axis.set_title(f"held-out {title} (lower is better)")
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

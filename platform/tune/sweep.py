@@ -209,7 +209,14 @@ def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
             storage_filesystem=filesystem,
         )
     else:
-        concurrency = concurrent_trials(sweep, base, ray.cluster_resources())
+        resources = ray.cluster_resources()
+        concurrency = concurrent_trials(sweep, base, resources)
+        if trial_cpus(sweep, base) > resources.get("CPU", 0):
+            progress(
+                f"warning: one trial needs {trial_cpus(sweep, base):g} CPUs (driver, data, "
+                f"workers) but the cluster has {resources.get('CPU', 0):g} now; trials wait "
+                "until it grows (lower cpus_per_worker, read_cpus or decode_cpus to fit)"
+            )
         progress(f"sweep {sweep.name}: up to {concurrency} trial(s) at once")
         tuner = tune.Tuner(
             trainable,
