@@ -127,6 +127,10 @@ def _plot_models(root: Path, path: Path) -> None:
     plt.close(figure)
 
 
+def _number(text: str | None) -> str:
+    return f"{float(text):.4f}" if text else "-"
+
+
 def _sweep_table(path: Path) -> list[str]:
     rows = list(csv.DictReader(path.open()))
     keys = [k for k in rows[0] if k.startswith(("loss.", "data.", "optim."))]
@@ -140,7 +144,9 @@ def _sweep_table(path: Path) -> list[str]:
         lines.append(
             f"| {row['trial_id']} | {row['status']} | {row['epochs']} | "
             + " | ".join(row[k] for k in keys)
-            + f" | {row.get('val_abs_rel', '')} | {row.get('val_delta1', '')} | {row.get('val_tae', '')} |"
+            + " | "
+            + " | ".join(_number(row.get(k)) for k in ("val_abs_rel", "val_delta1", "val_tae"))
+            + " |"
         )
     return lines
 

@@ -30,6 +30,9 @@ from ..storage import exists, join, open_input, write_bytes
 from .config import TrainConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# Where rank 0 records its worker group's placement group, so that a sweep can remove
+# it once the trial ends (Ray Train V2 inside Tune can leave it behind; see vda.platform.tune).
+PLACEMENT_GROUP_FILE = ".worker_placement_group"
 # Score of checkpoints taken before any validation. Finite on purpose: Ray keeps
 # reported metrics as JSON, where inf comes back as null and breaks the ranking
 # of checkpoints on restore; this ranks them last among the best K instead.
@@ -313,9 +316,18 @@ class HeadTrainer:
             dist.all_reduce(low, op=dist.ReduceOp.MIN)
         return float(high - low)
 
+    def record_placement_group(self) -> None:
+        import ray.util
+
+        group = ray.util.get_current_placement_group()
+        if self.rank == 0 and group is not None:
+            path = join(self.config.storage_path, self.config.name, PLACEMENT_GROUP_FILE)
+            write_bytes(path, group.id.hex().encode(), self.config.s3)
+
     def run(self, max_depth: float) -> None:
         import ray.train
 
+        self.record_placement_group()
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             self.restore_from_checkpoint(checkpoint)

@@ -74,8 +74,10 @@ def to_csv(rows: list[TrialRow], metric: str) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(v) for k, v in _cells(row, columns, metric).items()})
+    for row in rows:  # full precision: the file is data, the printed table is for reading
+        writer.writerow(
+            {k: "" if v is None else v for k, v in _cells(row, columns, metric).items()}
+        )
     return out.getvalue()
 
 

@@ -66,6 +66,13 @@ def trial_cpus(sweep: SweepConfig, train: TrainConfig) -> float:
     return sweep.trial_driver_cpus + data_cpus(train) + workers
 
 
+def _reaper(context: TrialContext, settings: S3Settings):
+    """A Tune callback that frees each trial's worker reservation as the trial ends."""
+    from .trial import WorkerGroupReaper
+
+    return WorkerGroupReaper(context, settings)
+
+
 def trial_resources(sweep: SweepConfig, train: TrainConfig):
     """The trial's placement group: its driver, and the CPUs its Ray Data pipeline may use.
 
@@ -230,7 +237,10 @@ def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
                 max_concurrent_trials=concurrency,
             ),
             run_config=tune.RunConfig(
-                name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem
+                name=sweep.name,
+                storage_path=storage_path,
+                storage_filesystem=filesystem,
+                callbacks=[_reaper(context, base.s3)],
             ),
         )
     try:

@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ray.tune import Callback
+
 from .space import trial_config
 
-SWEEP_TAG = "vda.sweep_name"
+SWEEP_TAG = "vda.sweep_name"  # on the sweep's parent run only
+TRIAL_SWEEP_TAG = "vda.trial_of_sweep"  # on each trial's run
 TRIAL_TAG = "vda.trial_id"
 PARENT_TAG = "mlflow.parentRunId"  # how the MLflow UI nests child runs
 
@@ -51,7 +54,55 @@ def run_trial(sampled: dict[str, Any], context: TrialContext) -> None:
         callbacks=[TuneReportCallback()],
         mlflow_tags={
             PARENT_TAG: context.parent_run_id,
-            SWEEP_TAG: context.sweep_name,
+            TRIAL_SWEEP_TAG: context.sweep_name,
             TRIAL_TAG: trial_id,
         },
     )
+
+
+def remove_worker_group(train_storage: str, name: str, settings) -> bool:
+    """Remove the placement group a finished or stopped trial's workers held, if it is left.
+
+    Ray Train V2 removes it when its controller shuts down cleanly; a trial whose
+    actor ends first (ASHA's stop, and measured here also at a normal finish) can
+    leave it reserved, and a sweep of many trials then fills the cluster with idle
+    reservations until no trial can start. Returns whether one was removed.
+    """
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    from ..storage import exists, join, read_bytes
+    from ..train.loop import PLACEMENT_GROUP_FILE
+
+    path = join(train_storage, name, PLACEMENT_GROUP_FILE)
+    if not exists(path, settings):
+        return False
+    group_id = ray.PlacementGroupID(bytes.fromhex(read_bytes(path, settings).decode()))
+    group = PlacementGroup(group_id)
+    state = ray.util.placement_group_table(group).get("state")
+    if state in (None, "REMOVED"):
+        return False
+    remove_placement_group(group)
+    return True
+
+
+class WorkerGroupReaper(Callback):
+    """Tune callback (driver side): frees each trial's worker reservation as the trial ends."""
+
+    def __init__(self, context: TrialContext, settings) -> None:
+        self.context = context
+        self.settings = settings
+
+    def _reap(self, trial) -> None:
+        name = trial_name(self.context.sweep_name, trial.trial_id)
+        try:
+            if remove_worker_group(self.context.train_storage, name, self.settings):
+                print(f"freed the worker placement group {name} left behind")
+        except Exception as error:  # clean-up never fails a sweep
+            print(f"could not free the worker placement group of {name}: {error}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._reap(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._reap(trial)

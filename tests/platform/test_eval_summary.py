@@ -47,7 +47,7 @@ def test_tables_and_plots_come_from_the_reports(tmp_path):
     assert "| STH head + diff-CNN | per frame (T = 1) | 0.2700 |" in text
     # first / last 100 frames of the drift curve: 0.1 + 0.001 * mean(0..99) and mean(200..299)
     assert "| no overlap | 0.4000 | 0.9000 | 9.000 | 0.1495 | 0.3495 |" in text
-    assert "| t1 | finished | 3 | 8 | 1.0 | 0.15 | 0.8 | 2.0 |" in text
+    assert "| t1 | finished | 3 | 8 | 1.0 | 0.1500 | 0.8000 | 2.0000 |" in text
     assert (docs / "results" / "tables.md").read_text().strip() == text.strip()
     for plot in ("exp2_drift.png", "exp1_exp3_heldout.png"):
         assert (docs / "results" / plot).read_bytes()[:4] == b"\x89PNG"

@@ -1,18 +1,26 @@
-"""`vda tune`: Ray Tune + ASHA over real TorchTrainer trials on S3 shards, tracked in MLflow."""
+"""`vda tune`: Ray Tune + ASHA over real TorchTrainer trials on S3 shards, tracked in MLflow.
+
+Each sweep runs as users run it: `vda tune --config sweep.yaml` in its own
+process, as a Ray job on the two-node test cluster. A job's actors and
+placement groups end with it; sharing the in-process test cluster, a trial
+would compete with whatever earlier tests left running there.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from vda.platform.core.config import build
 from vda.platform.storage import read_bytes
-from vda.platform.tune.config import SweepConfig
-from vda.platform.tune.results import EARLY_STOPPED, FINISHED
-from vda.platform.tune.sweep import run_sweep
+from vda.platform.tune.results import EARLY_STOPPED, ERRORED, FINISHED
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +49,31 @@ def _train(tmp_path, shards, **extra):
     return base
 
 
+def _vda_tune(sweep: dict, tmp_path: Path, cluster) -> subprocess.CompletedProcess:
+    address, _, env = cluster
+    path = tmp_path / f"{sweep['name']}.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    command = [str(Path(sys.executable).parent / "vda"), "tune", "--config", str(path)]
+    out = subprocess.run(
+        command, env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode in (0, 1), out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def _results(root: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(read_bytes(f"{root}/results.csv").decode())))
+
+
+def _parent(client, name):
+    experiment = client.get_experiment_by_name("sweeps")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`vda.sweep_name` = '{name}'"
+    )
+    assert len(runs) == 1
+    return runs[0]
+
+
 def _children(client, parent_id):
     runs = client.search_runs(
         [client.get_run(parent_id).info.experiment_id],
@@ -54,76 +87,113 @@ def _last(client, run_id, key):
 
 
 def test_asha_sweep_stops_the_weak_trial_and_tracks_every_trial(
-    tmp_path, synthetic_shards, shards_bucket, ray_cluster
+    tmp_path, synthetic_shards, shards_bucket, two_node_cluster
 ):
-    # Arranged so ASHA must stop a trial: with TGM weighted 1000 the training loss is
+    # Arranged so ASHA must stop trials: with TGM weighted 1000 the training loss is
     # orders of magnitude above the weight-0 trials'. Trials run one at a time and the
-    # first takes the first grid values (weight 0), so the first weight-1000 trial to
-    # reach epoch 1 meets a recorded weight-0 loss far below it and is stopped.
-    sweep = build(
-        SweepConfig,
-        {
-            "name": "asha",
-            "storage_path": f"s3://{shards_bucket}/sweeps",
-            "train": _train(tmp_path, synthetic_shards),
-            "space": {
-                "loss.tgm_weight": {"grid": [0.0, 1000.0]},
-                "data.clip.clip_len": {"grid": [4, 3]},
-            },
-            "metric": "train_loss",
-            "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
-            "max_concurrent_trials": 1,
+    # first takes the first grid values (weight 0), so each weight-1000 trial reaching
+    # epoch 1 meets a median held down by weight-0 losses far below it and is stopped.
+    # (A weight-0 trial may be stopped too, by a better weight-0 trial: ASHA keeps the
+    # top half at each rung.)
+    root = f"s3://{shards_bucket}/sweeps/asha"
+    sweep = {
+        "name": "asha",
+        "storage_path": f"s3://{shards_bucket}/sweeps",
+        "train": _train(tmp_path, synthetic_shards),
+        "space": {
+            "loss.tgm_weight": {"grid": [0.0, 1000.0]},
+            "data.clip.clip_len": {"grid": [4, 3]},
         },
-    )
-    result = run_sweep(sweep, progress=lambda _: None)
+        "metric": "train_loss",
+        "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+        "max_concurrent_trials": 1,
+    }
+    out = _vda_tune(sweep, tmp_path, two_node_cluster)
+    assert out.returncode == 0 and "best trial" in out.stdout
 
-    assert len(result.rows) == 4
-    assert {(r.sampled["loss.tgm_weight"], r.sampled["data.clip.clip_len"]) for r in result.rows} == {
+    rows = _results(root)
+    assert len(rows) == 4
+    assert {(float(r["loss.tgm_weight"]), int(r["data.clip.clip_len"])) for r in rows} == {
         (0.0, 4), (0.0, 3), (1000.0, 4), (1000.0, 3)
     }  # fmt: skip
-    stopped = [r for r in result.rows if r.status == EARLY_STOPPED]
-    assert stopped, [(r.sampled, r.status, r.value) for r in result.rows]
-    assert all(r.sampled["loss.tgm_weight"] == 1000.0 and r.epochs == 1 for r in stopped)
-    for row in result.rows:
-        if row.status == FINISHED:
-            assert row.epochs == 2
-    values = [r.value for r in result.rows]
+    stopped = [r for r in rows if r["status"] == EARLY_STOPPED]
+    heavy = [r for r in rows if float(r["loss.tgm_weight"]) == 1000.0]
+    assert all(r["status"] == EARLY_STOPPED for r in heavy), rows
+    assert all(r["epochs"] == "1" for r in stopped)  # the one rung below max_t = 2 epochs
+    assert all(r["epochs"] == "2" for r in rows if r["status"] == FINISHED)
+    values = [float(r["train_loss"]) for r in rows]
     assert values == sorted(values)  # the table is sorted by the metric
 
-    client = MlflowClient(result.tracking_uri)
-    parent = client.get_run(result.mlflow_run_id)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parent = _parent(client, "asha")
     assert parent.info.status == "FINISHED"
     assert parent.data.params["space.loss.tgm_weight"] == "grid [0.0, 1000.0]"
     assert parent.data.metrics["trials_early_stopped"] == len(stopped)
-    artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"results.csv", "best_config.yaml", "best_trial.json"} <= artifacts
-    children = _children(client, result.mlflow_run_id)
-    assert set(children) == {r.trial_id for r in result.rows}
-    for row in result.rows:
-        child = children[row.trial_id]
-        assert child.data.tags["vda.trial_status"] == row.status
-        assert child.info.status == ("KILLED" if row.status == EARLY_STOPPED else "FINISHED")
-        assert child.data.params["loss.tgm_weight"] == str(row.sampled["loss.tgm_weight"])
+    children = _children(client, parent.info.run_id)
+    assert set(children) == {r["trial_id"] for r in rows}
+    for row in rows:
+        child = children[row["trial_id"]]
+        assert child.data.tags["vda.trial_status"] == row["status"]
+        assert child.info.status == ("KILLED" if row["status"] == EARLY_STOPPED else "FINISHED")
+        assert float(child.data.params["loss.tgm_weight"]) == float(row["loss.tgm_weight"])
         # what Tune ranked is what the trial logged itself
-        assert _last(client, child.info.run_id, "epoch/train_loss") == pytest.approx(row.value)
+        logged = _last(client, child.info.run_id, "epoch/train_loss")
+        assert logged == pytest.approx(float(row["train_loss"]))
 
     # the best trial, found independently from the MLflow children, is the one written out
     best_id = min(
         children, key=lambda t: _last(client, children[t].info.run_id, "epoch/train_loss")
     )
-    best_trial = json.loads(read_bytes(f"{result.output}/best_trial.json"))
-    best_config = yaml.safe_load(read_bytes(f"{result.output}/best_config.yaml"))
-    assert best_trial["trial_id"] == best_id == result.best.trial_id
-    assert best_config["loss"]["tgm_weight"] == result.best.sampled["loss.tgm_weight"]
-    assert best_config["data"]["clip"]["clip_len"] == result.best.sampled["data.clip.clip_len"]
+    best_trial = json.loads(read_bytes(f"{root}/best_trial.json"))
+    best_config = yaml.safe_load(read_bytes(f"{root}/best_config.yaml"))
+    assert best_trial["trial_id"] == best_id == rows[0]["trial_id"]
+    assert best_config["loss"]["tgm_weight"] == float(rows[0]["loss.tgm_weight"])
+    assert best_config["data"]["clip"]["clip_len"] == int(rows[0]["data.clip.clip_len"])
     assert best_trial["checkpoint"].startswith(f"s3://{shards_bucket}/sweeps/asha/train/")
-    csv_lines = read_bytes(f"{result.output}/results.csv").decode().splitlines()
-    assert len(csv_lines) == 5 and csv_lines[1].startswith(best_id)
 
     # a rerun with the same name redoes nothing: same trials, same numbers, no new runs
-    again = run_sweep(sweep, progress=lambda _: None)
-    assert again.resumed
-    assert [(r.trial_id, r.value) for r in again.rows] == [
-        (r.trial_id, r.value) for r in result.rows
+    again = _vda_tune(sweep, tmp_path, two_node_cluster)
+    assert "resuming sweep asha" in again.stdout
+    assert _results(root) == rows
+    assert set(_children(client, parent.info.run_id)) == set(children)
+
+
+@pytest.mark.long  # about 3.5 minutes: run by `make test-long` (passed 2026-11-22)
+def test_interrupted_sweep_resumes_its_unfinished_trial(
+    tmp_path, synthetic_shards, shards_bucket, two_node_cluster
+):
+    # a worker dies once two steps into epoch 2, after the epoch-1 checkpoint; with no
+    # retries the trial errors and the sweep ends: an interrupted sweep
+    root = f"s3://{shards_bucket}/sweeps/interrupted"
+    sweep = {
+        "name": "interrupted",
+        "storage_path": f"s3://{shards_bucket}/sweeps",
+        "train": _train(
+            tmp_path, synthetic_shards, fault={"fail_at_step": STEPS + 2, "fail_rank": 1}
+        ),
+        "space": {"loss.tgm_weight": {"grid": [1.0]}},
+        "scheduler": {"kind": "fifo"},
+    }
+    _vda_tune(sweep, tmp_path, two_node_cluster)
+    (row,) = _results(root)
+    assert row["status"] == ERRORED
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (child,) = _children(client, _parent(client, "interrupted").info.run_id).values()
+    assert child.info.status == "FAILED"
+    assert len(client.get_metric_history(child.info.run_id, "epoch/train_loss")) == 1
+
+    again = _vda_tune(sweep, tmp_path, two_node_cluster)
+    assert again.returncode == 0 and "resuming sweep interrupted" in again.stdout
+    (row,) = _results(root)
+    assert row["status"] == FINISHED and row["epochs"] == "2"
+    (child,) = _children(client, _parent(client, "interrupted").info.run_id).values()
+    assert child.data.tags["vda.trial_status"] == FINISHED
+    # resumed from the epoch-1 checkpoint, not restarted: epoch 1's steps logged once;
+    # the two steps of epoch 2 done before the failure were redone
+    steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "train/loss"))
+    assert steps == [
+        *range(1, STEPS + 1),
+        *sorted([*range(STEPS + 1, 2 * STEPS + 1), STEPS + 1, STEPS + 2]),
     ]
-    assert set(_children(client, result.mlflow_run_id)) == set(children)

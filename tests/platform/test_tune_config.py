@@ -147,7 +147,7 @@ def test_rows_sort_best_first_and_statuses_follow_epochs():
     assert (
         to_csv(sort_rows(rows, "min"), "val_abs_rel")
         .splitlines()[1]
-        .startswith("a,early_stopped,1,3,0.1")
+        .startswith("a,early_stopped,1,3,0.1,")
     )
 
 
