@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from ..core.config import flatten, to_dict
@@ -23,7 +22,7 @@ from ..core.tracking import ensure_experiment, find_run, log_params
 from ..data.pipeline import build_clip_dataset, read_manifest
 from ..storage import resolve
 from .config import TrainConfig
-from .loop import CHECKPOINT_FILE, train_loop_per_worker
+from .loop import read_checkpoint_state, train_loop_per_worker
 
 RUN_TAG = "vda.run_name"
 
@@ -72,8 +71,7 @@ def _log_final_model(config: TrainConfig, tracking_uri: str, run_id: str, checkp
 
     from vda.model import VideoDepthAnything
 
-    with checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    state = read_checkpoint_state(checkpoint)
     model = VideoDepthAnything(config.model)
     model.load_state_dict(state["model"])
     mlflow.set_tracking_uri(tracking_uri)

@@ -39,6 +39,20 @@ PLACEMENT_GROUP_FILE = ".worker_placement_group"
 NOT_VALIDATED = 1e9
 
 
+def read_checkpoint_state(checkpoint) -> dict[str, Any]:
+    """The state in a Ray Train checkpoint, read straight from its storage into memory.
+
+    Not `as_directory()`: ranks on one node share its download folder, and a rank
+    reading while another still writes there saw a truncated file (CI, 2026-11-22).
+    """
+    import io
+
+    path = f"{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}"
+    with checkpoint.filesystem.open_input_stream(path) as stream:
+        data = stream.read()
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """LR multiplier: linear warm-up to 1, then cosine down to `min_ratio` at `total` steps."""
     if step < warmup:
@@ -131,10 +145,7 @@ class HeadTrainer:
         }
 
     def restore_from_checkpoint(self, checkpoint) -> None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(
-                Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True
-            )
+        state = read_checkpoint_state(checkpoint)
         self.raw_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -107,6 +107,9 @@ def _scheduler(sweep: SweepConfig, train: TrainConfig):
         max_t=sweep.scheduler.max_t or train.epochs,
         grace_period=sweep.scheduler.grace_period,
         reduction_factor=sweep.scheduler.reduction_factor,
+        # a trial that reaches max_t ends by itself; stopping it at its last report would
+        # interrupt its final model upload and mark its run failed
+        stop_last_trials=False,
     )
 
 
@@ -310,7 +313,7 @@ def _close_children(client, experiment_id: str, sweep: SweepConfig, rows: list[T
         if run is None:
             continue
         client.set_tag(run.info.run_id, "vda.trial_status", row.status)
-        if run.info.status == "RUNNING" or row.status != FINISHED:
+        if run.info.status != MLFLOW_STATUS[row.status]:
             client.set_terminated(run.info.run_id, status=MLFLOW_STATUS[row.status])
 
 
