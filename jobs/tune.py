@@ -46,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{dimension.key}: {dimension.describe()}")
         print("search space OK")
         return 0
-    from vda.platform.tune.sweep import format_results, run_sweep
+    from vda.platform.tune.results import to_text
+    from vda.platform.tune.sweep import run_sweep
 
     result = run_sweep(sweep)
-    print(format_results(result, sweep.metric))
+    print(to_text(result.rows, sweep.metric))
     print(f"sweep {result.name}: MLflow parent run {result.mlflow_run_id} at {result.tracking_uri}")
     print(f"results: {result.output}")
     if result.best is None:

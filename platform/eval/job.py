@@ -227,6 +227,3 @@ def format_report(report: EvalJobReport) -> str:
         lines.append(f"{mode:22s} {o['sequences']:>4d} {cells[0]:>8s} {cells[1]:>7s} "
                      f"{cells[2]:>8s} {cells[3]:>7s}")  # fmt: skip
     return "\n".join(lines)
-
-
-__all__ = ["EvalJobReport", "S3Settings", "format_report", "run_eval"]

@@ -32,7 +32,6 @@ from .results import (
     TrialRow,
     sort_rows,
     to_csv,
-    to_text,
     trial_status,
 )
 from .space import Dimension, trial_config, validate_space
@@ -352,7 +351,3 @@ def _write_outputs(
             write_bytes(join(root, name), text.encode(), settings)
             Path(folder, name).write_text(text)
             client.log_artifact(parent_id, str(Path(folder, name)))
-
-
-def format_results(result: SweepResult, metric: str) -> str:
-    return to_text(result.rows, metric)
