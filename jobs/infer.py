@@ -48,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
         f"manifest {result.manifest}; MLflow run {result.mlflow_run_id}"
     )
     for row in result.rows:
-        if row["status"] == "failed":
-            print(f"  FAILED {row['video']}: {row['error']}", file=sys.stderr)
+        if row.status == "failed":
+            print(f"  FAILED {row.video}: {row.error}", file=sys.stderr)
+    if result.outliers:
+        print(
+            f"vda infer: {len(result.outliers)} videos to review first (flag `outlier` in the manifest):"
+        )
+        for row in result.outliers[:20]:
+            print(f"  {row.video_id}: {row.outlier_reasons}")
     return 1 if (config.fail_on_error and result.count("failed")) else 0

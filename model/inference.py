@@ -22,14 +22,23 @@ What this implementation adds:
 - the diff-CNN branch gets each slot's frame index, so key-frame slots get no
   frame difference;
 - autocast on CUDA (fp16 as the official code, or bf16), fp32 on CPU, and
-  micro-batched encoder and high-resolution head stages.
+  micro-batched encoder and high-resolution head stages;
+- the two halves of the algorithm are apart: the network part of a window
+  (`StreamingDepthEngine.raw_windows`) depends only on frames, never on
+  earlier outputs, so any run of windows can be computed on its own (the bulk
+  job splits long videos that way); the sequential part (`WindowAligner`:
+  scale/shift chain, blending, clamping) needs only those raw windows, in
+  order. The single engine is exactly the two chained;
+- per-window alignment statistics (scale, shift, key-frame fit residual),
+  the quality signals of an archive nobody can watch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Literal
 
 import numpy as np
@@ -58,6 +67,22 @@ class WindowConfig:
     @property
     def stride(self) -> int:
         return self.length - self.overlap
+
+    def start(self, window: int) -> int:
+        """The first frame of window `window` (its first new frame is `start + overlap`)."""
+        return window * self.stride
+
+    def slot_frames(self, window: int) -> list[int]:
+        """The frame each slot of window `window` holds (frames past the end are padding)."""
+        start = self.start(window)
+        if window == 0:
+            return list(range(self.length))
+        return [0, start - self.key_offset, *range(start + 2, start + self.length)]
+
+    def window_count(self, frames: int) -> int:
+        """Windows the engine runs for a video of `frames` frames (one more starts while
+        frame `start` exists)."""
+        return max(1, math.ceil(frames / self.stride))
 
     @property
     def key_slot(self) -> int:
@@ -94,6 +119,12 @@ def _autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype |
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def precision_used(precision: Precision, device: torch.device | str) -> str:
+    """What a run with this setting actually computes in (a CPU run is fp32 whatever was asked)."""
+    dtype = _autocast_dtype(precision, torch.device(device))
+    return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+
+
 def fit_scale_shift(prediction: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
     """Least squares `scale * prediction + shift ~ reference` over every pixel, in float64.
 
@@ -111,10 +142,91 @@ def fit_scale_shift(prediction: torch.Tensor, reference: torch.Tensor) -> tuple[
     return (n * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det
 
 
+def fit_residual(
+    prediction: torch.Tensor, reference: torch.Tensor, scale: float, shift: float
+) -> float:
+    """RMS of the fit's error relative to the reference's mean magnitude (0 = a perfect fit)."""
+    error = prediction.double() * scale + shift - reference.double()
+    magnitude = float(reference.double().abs().mean())
+    return float(error.pow(2).mean().sqrt()) / magnitude if magnitude > 0 else 0.0
+
+
 def blend_weights(count: int) -> torch.Tensor:
     """Weights of the new prediction across the shared frames: 0, 1/(n-1), ..., 1."""
     step = 1.0 / (count - 1)
     return torch.tensor([0.0] + [i * step for i in range(1, count - 1)] + [1.0])
+
+
+@dataclass
+class RawWindow:
+    """The network's prediction for one window, at the decoded frame size, before alignment."""
+
+    index: int  # window number: it starts at frame index * stride
+    slot_frames: list[int]
+    depth: torch.Tensor  # (length, H, W) float32, CPU
+
+
+@dataclass
+class WindowAlignment:
+    """How window `index` was fitted onto the earlier predictions of its key frames."""
+
+    index: int
+    scale: float
+    shift: float
+    residual: float
+
+
+class WindowAligner:
+    """The sequential half: raw windows in (in order), final (frame, depth) pairs out.
+
+    It holds one window of state: the two key-frame references and the
+    `interp` predictions waiting to be blended with the next window.
+    """
+
+    def __init__(self, window: WindowConfig, metric: bool = False) -> None:
+        self.window = window
+        self.metric = metric
+        self.alignments: list[WindowAlignment] = []
+        self._refs: list[torch.Tensor] = []
+        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._expected = 0
+
+    def push(self, raw: RawWindow) -> list[tuple[int, torch.Tensor]]:
+        """Align one window; returns the frames that are final now."""
+        w = self.window
+        if raw.index != self._expected:
+            raise ValueError(f"window {raw.index} arrived, window {self._expected} was expected")
+        self._expected += 1
+        depth, slots = raw.depth, raw.slot_frames
+        if raw.index == 0:
+            aligned = depth
+            self._refs = [depth[0], depth[w.key_slot]]
+            finals = [(slots[i], aligned[i]) for i in range(w.length - w.interp)]
+        else:
+            reference = torch.stack(self._refs)
+            if self.metric:
+                scale, shift = 1.0, 0.0
+            else:
+                scale, shift = fit_scale_shift(depth[:2], reference)
+            residual = fit_residual(depth[:2], reference, scale, shift)
+            self.alignments.append(WindowAlignment(raw.index, scale, shift, residual))
+            aligned = (depth * scale + shift).clamp_min(0)
+            weights = blend_weights(w.interp)
+            shared = aligned[2 : w.overlap]
+            blended = [
+                (index, old * (1 - weights[i]) + shared[i] * weights[i])
+                for i, (index, old) in enumerate(self._pending)
+            ]
+            fresh = [(slots[i], aligned[i]) for i in range(w.overlap, w.length - w.interp)]
+            finals = blended + fresh
+            self._refs = [self._refs[0], aligned[w.key_slot]]
+        self._pending = [(slots[i], aligned[i]) for i in range(w.length - w.interp, w.length)]
+        return finals
+
+    def finish(self) -> list[tuple[int, torch.Tensor]]:
+        """The last window's shared frames: final once no window follows."""
+        pending, self._pending = self._pending, []
+        return pending
 
 
 class StreamingDepthEngine:
@@ -138,6 +250,12 @@ class StreamingDepthEngine:
         self.model = model.to(self.device).eval()
         self.metric = model.config.metric
         self.encoder_calls = 0  # frames encoded: the cache's effect is countable
+        self.alignments: list[WindowAlignment] = []  # of the latest `run`
+
+    @property
+    def precision(self) -> str:
+        """What this engine computes in on its device: fp32, fp16 or bf16."""
+        return precision_used(self.config.precision, self.device)
 
     # -- network ------------------------------------------------------------
     def _encode(self, inputs: torch.Tensor) -> list[torch.Tensor]:
@@ -166,104 +284,100 @@ class StreamingDepthEngine:
         depth = F.interpolate(depth, size=out_size, mode="bilinear", align_corners=True)
         return depth[:, 0].cpu()
 
+    def _network(self):
+        autocast = _autocast_dtype(self.config.precision, self.device)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(
+            torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None)
+        )
+        return stack
+
     # -- the stream ---------------------------------------------------------
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (frame index, float32 depth at the decoded frame size), in order."""
-        source = iter(frames)
-        first = next(source, None)
-        if first is None:
+        stream = PaddedStream(enumerate(frames))
+        if not stream.has_frame(0):
             raise ValueError("the video has no frames")
-        out_size = tuple(first.shape[:2])
-        stream = _PaddedStream(chain([first], source))
-        autocast = _autocast_dtype(self.config.precision, self.device)
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None),
-        ):
-            yield from self._windows(stream, out_size)
-
-    def _windows(self, stream: _PaddedStream, out_size: tuple[int, int]):
-        w = self.config.window
-        input_size = self.config.input_size
-        context_inputs: torch.Tensor | None = None
-        context_features: list[torch.Tensor] | None = None
-        refs: list[torch.Tensor] = []
-        pending: list[tuple[int, torch.Tensor]] = []
-        start = 0
-        while True:
-            first_window = context_inputs is None
-            new_ids = (
-                list(range(start, start + w.length))
-                if first_window
-                else list(range(start + w.overlap, start + w.length))
-            )
-            new_frames = np.stack([stream.get(i) for i in new_ids])
-            new_inputs = preprocess_frames(new_frames, input_size)
-            new_features = self._encode(new_inputs)
-            if first_window:
-                inputs, features = new_inputs, new_features
-                slot_frames = new_ids
-            else:
-                inputs = torch.cat([context_inputs, new_inputs], dim=0)
-                if self.config.cache_encoder:
-                    old = context_features
-                else:
-                    old = self._encode(context_inputs)
-                features = [torch.cat([a, b], dim=0) for a, b in zip(old, new_features)]
-                slot_frames = [0, start - w.key_offset, *range(start + 2, start + w.length)]
-            raw = self._predict(inputs, features, slot_frames, out_size)
-
-            if first_window:
-                aligned = raw
-                refs = [raw[0], raw[w.key_slot]]
-                finals = [(slot_frames[i], aligned[i]) for i in range(w.length - w.interp)]
-            else:
-                if self.metric:
-                    scale, shift = 1.0, 0.0
-                else:
-                    scale, shift = fit_scale_shift(raw[:2], torch.stack(refs))
-                aligned = (raw * scale + shift).clamp_min(0)
-                weights = blend_weights(w.interp)
-                shared = aligned[2 : w.overlap]
-                blended = [
-                    (index, old * (1 - weights[i]) + shared[i] * weights[i])
-                    for i, (index, old) in enumerate(pending)
-                ]
-                fresh = [
-                    (slot_frames[i], aligned[i]) for i in range(w.overlap, w.length - w.interp)
-                ]
-                finals = blended + fresh
-                refs = [refs[0], aligned[w.key_slot]]
-            pending = [(slot_frames[i], aligned[i]) for i in range(w.length - w.interp, w.length)]
-
-            for index, depth in finals:
+        aligner = WindowAligner(self.config.window, self.metric)
+        self.alignments = aligner.alignments
+        for raw in self.raw_windows(stream):
+            for index, depth in aligner.push(raw):
                 if stream.is_real(index):
                     yield index, depth.numpy()
-
-            keep = [0, w.key_slot, *range(w.length - w.interp, w.length)]
-            context_inputs = inputs[keep].clone()
-            context_features = (
-                [f[keep].clone() for f in features] if self.config.cache_encoder else None
-            )
-            start += w.stride
-            stream.forget_before(start + w.overlap)
-            if not stream.has_frame(start):
-                break
-        for index, depth in pending:
+        for index, depth in aligner.finish():
             if stream.is_real(index):
                 yield index, depth.numpy()
 
+    def raw_windows(
+        self, stream: PaddedStream, first: int = 0, stop: int | None = None
+    ) -> Iterator[RawWindow]:
+        """The network's predictions of windows `first`, `first + 1`, ... (before `stop`).
 
-class _PaddedStream:
-    """Random access to a frame iterator within a sliding range, padded with the last frame.
+        Each window needs only frames: frame 0, the frame `key_offset` before
+        it and its own; `stream` must hold those from frame
+        `start(first) - key_offset` on. Starting at `first > 0` encodes the
+        context slots of that one window afresh; later windows reuse them.
+        """
+        w = self.config.window
+        if not stream.has_frame(w.start(first)):
+            return
+        out_size = tuple(stream.get(w.start(first) if first else 0).shape[:2])
+        input_size = self.config.input_size
+        context_inputs: torch.Tensor | None = None
+        context_features: list[torch.Tensor] | None = None
+        index = first
+        with self._network():
+            while stop is None or index < stop:
+                w.start(index)
+                slot_frames = w.slot_frames(index)
+                new_ids = slot_frames if index == 0 else slot_frames[w.overlap :]
+                new_inputs = preprocess_frames(
+                    np.stack([stream.get(i) for i in new_ids]), input_size
+                )
+                new_features = self._encode(new_inputs)
+                if index == 0:
+                    inputs, features = new_inputs, new_features
+                else:
+                    if context_inputs is None:  # the first window of a run that starts mid-video
+                        context_ids = slot_frames[: w.overlap]
+                        context_inputs = preprocess_frames(
+                            np.stack([stream.get(i) for i in context_ids]), input_size
+                        )
+                        if self.config.cache_encoder:
+                            context_features = self._encode(context_inputs)
+                    inputs = torch.cat([context_inputs, new_inputs], dim=0)
+                    if self.config.cache_encoder:
+                        old = context_features
+                    else:
+                        old = self._encode(context_inputs)
+                    features = [torch.cat([a, b], dim=0) for a, b in zip(old, new_features)]
+                raw = self._predict(inputs, features, slot_frames, out_size)
+                yield RawWindow(index, slot_frames, raw)
+
+                keep = [0, w.key_slot, *range(w.length - w.interp, w.length)]
+                context_inputs = inputs[keep].clone()
+                context_features = (
+                    [f[keep].clone() for f in features] if self.config.cache_encoder else None
+                )
+                index += 1
+                stream.forget_before(w.start(index) + w.overlap)
+                if not stream.has_frame(w.start(index)):
+                    break
+
+
+class PaddedStream:
+    """Random access to (index, frame) pairs within a sliding range, padded with the last frame.
 
     Frames beyond the end of the video are copies of the last one, as the
     official code pads; `is_real` tells them apart. Frames before
-    `forget_before` are dropped, so memory stays at about one window.
+    `forget_before` are dropped, so memory stays at about one window. The
+    indices may skip (a segment of a long video needs frame 0, then frames
+    from just before its first window on), but must increase.
     """
 
-    def __init__(self, frames: Iterator[np.ndarray]) -> None:
-        self._frames = frames
+    def __init__(self, frames: Iterable[tuple[int, np.ndarray]]) -> None:
+        self._frames = iter(frames)
         self._buffer: dict[int, np.ndarray] = {}
         self._next = 0
         self.length: int | None = None  # known once the iterator is exhausted
@@ -271,13 +385,14 @@ class _PaddedStream:
 
     def _read_until(self, index: int) -> None:
         while self.length is None and self._next <= index:
-            frame = next(self._frames, None)
-            if frame is None:
+            item = next(self._frames, None)
+            if item is None:
                 self.length = self._next
                 break
-            self._buffer[self._next] = frame
+            position, frame = item
+            self._buffer[position] = frame
             self._last = frame
-            self._next += 1
+            self._next = position + 1
 
     def get(self, index: int) -> np.ndarray:
         self._read_until(index)

@@ -10,6 +10,7 @@ demonstration, not a depth model: the numbers show the plumbing works.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -37,7 +38,10 @@ def run_demo(workdir: Path, extra_videos: list[Path], say=print) -> dict:
     mlflow = {"tracking_uri": tracking, "experiment": "vda-demo"}
     started = time.perf_counter()
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # Ray's INFO lines go to its log files, not the terminal
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+        )
     ray.data.DataContext.get_current().enable_progress_bars = False
 
     say("1/5 synthetic training data (procedural scenes, exact depth and poses)")
@@ -104,7 +108,7 @@ def run_demo(workdir: Path, extra_videos: list[Path], say=print) -> dict:
     for video in extra_videos:
         shutil.copy(video, videos / video.name)
 
-    say("4/5 bulk depth: vda infer over the video folder (Ray Data actor pool)")
+    say("4/5 bulk depth: vda infer over the video folder (a pool of Ray actors)")
     inferred = run_infer(
         build(
             InferConfig,
@@ -115,9 +119,10 @@ def run_demo(workdir: Path, extra_videos: list[Path], say=print) -> dict:
                 "input_size": HEIGHT,
                 "actors": {"num_actors": 1, "cpus_per_actor": 1.0},
                 "mlflow": mlflow,
+                "progress_s": 10,
             },
         ),
-        progress=lambda _: None,
+        progress=lambda line: say(f"    {line}"),
     )
 
     say("5/5 evaluation of the inferred depth against the exact ground truth")

@@ -17,17 +17,41 @@ class ActorConfig:
     num_actors: int = 1
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
-    max_restarts: int = 2  # a dead actor is replaced and its video redone from the start
+    # a unit of work (a video or a segment) whose actor dies this many times is recorded
+    # as failed with the reason; the actor is replaced each time and the job goes on
+    max_attempts: int = 3
     # torch threads per actor. Ray sets OMP_NUM_THREADS from num_cpus, which is 1
     # for fractional shares; 0 means ceil(cpus_per_actor). On GPU nodes it matters little.
     torch_threads: int = 0
 
 
 @dataclass
+class SplitConfig:
+    """Long videos cut into segments of whole windows that run on different actors at once."""
+
+    segment_frames: int = 0  # 0: off (one video per call); else videos longer than this split
+    seek: bool = True  # segments seek to their first frame (exact for constant-rate video)
+    stitch_cpus: float = 1.0  # the ordered pass that aligns, blends and writes a split video
+
+
+@dataclass
+class WriterConfig:
+    """Output work (compression, H.264, PNGs, uploads) on a thread beside the model."""
+
+    background: bool = True
+    queue_frames: int = 32  # depth maps waiting for the writer at most: bounds memory
+
+
+@dataclass
 class InferFault:
-    """Test hook: the first actor to reach this many frames of a video dies, once."""
+    """Test hooks.
+
+    `exit_after_frames`: the first actor to reach this many frames of a video dies, once.
+    `crash_videos`: video ids whose actor dies on every attempt (a poison video).
+    """
 
     exit_after_frames: int | None = None
+    crash_videos: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -43,8 +67,12 @@ class InferConfig:
     cache_encoder: bool = True
     decode_prefetch: int = 64  # frames decoded ahead on a background thread
     actors: ActorConfig = field(default_factory=ActorConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    writer: WriterConfig = field(default_factory=WriterConfig)
     fail_on_error: bool = False
     retry_failed: bool = False  # a rerun skips videos that failed before unless this is set
+    progress_s: float = 30.0  # seconds between progress lines (and one per finished video)
+    lookup_threads: int = 16  # parallel GETs deciding which videos are done
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     s3: S3Settings = field(default_factory=S3Settings)
     fault: InferFault = field(default_factory=InferFault)
@@ -53,3 +81,7 @@ class InferConfig:
         missing = [name for name in ("input", "output", "checkpoint") if not getattr(self, name)]
         if missing:
             raise ValueError(f"vda infer needs {', '.join(missing)}")
+        if self.actors.max_attempts < 1:
+            raise ValueError("actors.max_attempts must be at least 1")
+        if self.split.segment_frames < 0:
+            raise ValueError("split.segment_frames must be 0 (off) or a frame count")

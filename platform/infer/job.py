@@ -1,63 +1,61 @@
-"""`vda infer` driver: list, skip what is committed, process the rest on an actor pool, record.
+"""`vda infer` driver: check, list, skip what is committed, schedule the rest, merge, record.
 
-Resumable by construction: a video is done when `<output>/<video>/_SUCCESS.json`
-exists, and only then; the listing skips those, so a rerun processes only what
-is missing or failed. The manifest (`<output>/manifest.parquet`, plus a copy
-per run under `_manifests/`) has one row per video: done, failed (with the
-reason) or skipped.
+Resumable by construction: a video is done when its durable manifest row
+(`<output>/_manifests/rows/<video>.json`, written after the commit) says so,
+and only then; one GET per listed video decides it. A rerun processes only
+what is missing (and what failed, with retry_failed=true), and a split
+video's finished segments are reused. Everything that can be checked before
+Ray starts is: the listing, that the output prefix takes writes, that the
+checkpoint reads and loads.
+
+One job owns an output prefix at a time: the run starts by clearing
+`_tmp/`, where dead attempts of earlier runs leave staged files.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import hashlib
+import io
+import logging
 import posixpath
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..core.config import flatten, to_dict
 from ..core.tracking import ensure_experiment, log_metrics, log_params
-from ..storage import StorageError, exists, join, list_files, open_output, read_bytes
+from ..storage import StorageError, join, list_files, open_input, read_bytes, write_bytes
+from ..storage.objects import delete
 from .config import InferConfig
-from .worker import FAILED, SUCCESS, VideoDepthActor, marked_videos
-
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("video", pa.string()),
-        ("video_id", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("frames", pa.int64()),
-        ("fps", pa.float64()),
-        ("width", pa.int64()),
-        ("height", pa.int64()),
-        ("seconds", pa.float64()),
-        ("output", pa.string()),
-        ("files", pa.list_(pa.string())),
-        ("model_size", pa.string()),
-        ("checkpoint_sha256", pa.string()),
-    ]
-)
+from .manifest import ManifestRow, manifest_table, read_rows, write_manifest
+from .quality import flag_outliers
 
 
 @dataclass
 class InferResult:
-    rows: list[dict[str, Any]]
+    rows: list[ManifestRow]
     manifest: str
     seconds: float
     mlflow_run_id: str | None
+    outliers: list[ManifestRow]
 
     def count(self, status: str) -> int:
-        return sum(1 for row in self.rows if row["status"] == status)
+        """done / failed (this run or before) or skipped (done by an earlier run)."""
+        if status == "skipped":
+            return sum(1 for r in self.rows if r.status == "done" and not r.processed)
+        if status == "done":
+            return sum(1 for r in self.rows if r.status == "done" and r.processed)
+        return sum(1 for r in self.rows if r.status == status)
 
     @property
     def frames(self) -> int:
-        return sum(int(row["frames"]) for row in self.rows if row["status"] == "done")
+        """Frames processed by this run."""
+        return sum(r.frames for r in self.rows if r.status == "done" and r.processed)
 
 
 def video_id_for(uri: str, prefix: str | None) -> str:
@@ -90,91 +88,66 @@ def list_videos(config: InferConfig) -> list[dict[str, str]]:
     return rows
 
 
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """NumPy scalars and arrays from Ray Data back to plain Python values."""
-    out = {}
-    for key, value in row.items():
-        if hasattr(value, "tolist"):
-            value = value.tolist()
-        out[key] = value
-    out["files"] = [str(f) for f in out["files"]]
-    return out
+def check_before_start(config: InferConfig) -> str:
+    """Fail before any cluster work on what the driver can see; returns the checkpoint sha256."""
+    from vda.model import load_checkpoint
 
-
-def _known_failure(row: dict[str, str], config: InferConfig) -> dict[str, Any]:
-    entry = _skipped(row, config, marker=FAILED)
+    probe = join(config.output, "_tmp", f"_probe-{uuid.uuid4().hex[:8]}")
     try:
-        entry["error"] = json.loads(read_bytes(join(entry["output"], FAILED), config.s3))["error"]
-    except (StorageError, ValueError, KeyError):
-        entry["error"] = "failed in an earlier run"
-    entry["status"] = "failed"
-    return entry
-
-
-def _skipped(row: dict[str, str], config: InferConfig, marker: str = SUCCESS) -> dict[str, Any]:
-    output = join(config.output, row["video_id"])
+        write_bytes(probe, b"vda infer writes here", config.s3)
+        delete(probe, config.s3)
+    except StorageError as error:
+        raise StorageError(
+            f"the output prefix {config.output} does not take writes: {error}"
+        ) from error
     try:
-        summary = json.loads(read_bytes(join(output, marker), config.s3))
-    except (StorageError, ValueError):
-        summary = {}
-    return {
-        "video": row["video"], "video_id": row["video_id"], "status": "skipped", "error": "",
-        "frames": int(summary.get("frames", 0)), "fps": float(summary.get("fps", 0.0)),
-        "width": int(summary.get("width", 0)), "height": int(summary.get("height", 0)),
-        "seconds": 0.0, "output": output, "files": list(summary.get("files", [])),
-        "model_size": "", "checkpoint_sha256": summary.get("checkpoint_sha256", ""),
-    }  # fmt: skip
-
-
-def write_manifest(rows: list[dict[str, Any]], config: InferConfig) -> str:
-    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    for uri in (
-        join(config.output, "_manifests", f"manifest-{stamp}.parquet"),
-        join(config.output, "manifest.parquet"),
-    ):
-        with open_output(uri, config.s3) as handle:
-            pq.write_table(table, handle)
-    return join(config.output, "manifest.parquet")
+        with open_input(config.checkpoint, config.s3) as handle:
+            data = handle.read()
+    except StorageError as error:
+        raise StorageError(f"checkpoint {config.checkpoint} cannot be read: {error}") from error
+    name = config.checkpoint.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        load_checkpoint(io.BytesIO(data), metric=name.startswith("metric_") or None)
+    except Exception as error:
+        raise ValueError(f"checkpoint {config.checkpoint} does not load: {error}") from error
+    return hashlib.sha256(data).hexdigest()
 
 
 def run_infer(config: InferConfig, progress=print) -> InferResult:
     import ray
 
-    if not exists(config.checkpoint, config.s3):  # before any cluster work starts
-        raise StorageError(f"checkpoint {config.checkpoint} does not exist")
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True, configure_logging=False)
     start = time.perf_counter()
-    videos = list_videos(config)
-    done, failed = marked_videos(config)
-    if config.retry_failed:
-        failed = set()
-    todo = [row for row in videos if row["video_id"] not in done | failed]
-    skipped = [_skipped(row, config) for row in videos if row["video_id"] in done]
-    known_failures = [_known_failure(row, config) for row in videos if row["video_id"] in failed]
-    progress(
-        f"vda infer: {len(videos)} videos: {len(skipped)} already done, {len(known_failures)} "
-        f"failed before (retry_failed=true retries them), {len(todo)} to process"
+    videos = list_videos(config)  # before Ray: a bad prefix fails at once
+    sha = check_before_start(config)
+    known = read_rows(
+        config.output, [v["video_id"] for v in videos], config.s3, config.lookup_threads
     )
-    rows: list[dict[str, Any]] = []
+    earlier: dict[str, ManifestRow] = {}
+    for video_id, row in known.items():
+        if row.status == "done" or (row.status == "failed" and not config.retry_failed):
+            row.processed = False
+            earlier[video_id] = row
+    todo = [v for v in videos if v["video_id"] not in earlier]
+    failed_before = sum(1 for r in earlier.values() if r.status == "failed")
+    progress(
+        f"vda infer: {len(videos)} videos: {len(earlier) - failed_before} already done, "
+        f"{failed_before} failed before (retry_failed=true retries them), {len(todo)} to process"
+    )
+    rows: list[ManifestRow] = []
     if todo:
-        actors = config.actors
-        dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
-            VideoDepthActor,
-            fn_constructor_kwargs={"config": to_dict(config)},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=actors.num_actors),
-            num_cpus=actors.cpus_per_actor,
-            num_gpus=actors.gpus_per_actor or None,
-            max_restarts=actors.max_restarts,
-            max_task_retries=actors.max_restarts,
-        )
-        rows = [_plain(row) for row in dataset.take_all()]
-    rows = sorted(rows + skipped + known_failures, key=lambda row: row["video_id"])
-    manifest = write_manifest(rows, config)
+        from .scheduler import InferScheduler
+
+        if not ray.is_initialized():  # Ray's INFO lines go to its log files, not the terminal
+            ray.init(log_to_driver=False, logging_level=logging.WARNING)
+        with contextlib.suppress(StorageError):
+            delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
+        InferScheduler(config, sha, rows.append, progress).run(todo)
+    by_id = {**earlier, **{r.video_id: r for r in rows}}
+    ordered = sorted(by_id.values(), key=lambda r: r.video_id)
+    outliers = flag_outliers(ordered)
+    manifest = write_manifest(config.output, ordered, config.s3)
     seconds = time.perf_counter() - start
-    result = InferResult(rows=rows, manifest=manifest, seconds=seconds, mlflow_run_id=None)
+    result = InferResult(ordered, manifest, seconds, None, outliers)
     result.mlflow_run_id = _track(config, result)
     return result
 
@@ -194,6 +167,7 @@ def _track(config: InferConfig, result: InferResult) -> str:
             "videos_done": result.count("done"),
             "videos_failed": result.count("failed"),
             "videos_skipped": result.count("skipped"),
+            "videos_outliers": len(result.outliers),
             "frames": result.frames,
             "seconds": result.seconds,
             "frames_per_second": result.frames / result.seconds if result.seconds else 0.0,
@@ -202,7 +176,7 @@ def _track(config: InferConfig, result: InferResult) -> str:
     )
     with tempfile.TemporaryDirectory() as folder:
         local = Path(folder) / "manifest.parquet"
-        pq.write_table(pa.Table.from_pylist(result.rows, schema=MANIFEST_SCHEMA), local)
+        pq.write_table(manifest_table(result.rows), local)
         client.log_artifact(run_id, str(local))
     client.set_terminated(run_id, status="FINISHED" if not result.count("failed") else "FAILED")
     return run_id

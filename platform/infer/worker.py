@@ -1,56 +1,50 @@
-"""The actor that turns one video into committed outputs.
+"""The actor that turns units of work into committed outputs, and the stitch of split videos.
 
-Each actor loads the model once. Per video: frames stream from object storage
-(a seekable ranged-GET stream; PyAV reads it directly, nothing is downloaded
-whole) through a decode thread into the streaming engine; every finished
-output file is uploaded under `<output>/_tmp/<video>-<attempt>/` and deleted
-locally; then the files are moved to `<output>/<video>/` and
-`<output>/<video>/_SUCCESS.json` is written last. Only that marker means done,
-so a crash at any point leaves nothing that looks finished, and a rerun
-redoes the video from the start with identical results.
+Each actor loads the model once. A unit is a whole video or one segment of a
+long one (`segments.py`). Per video: frames stream from object storage (a
+seekable ranged-GET stream; PyAV reads it directly, nothing is downloaded
+whole) through a decode thread into the streaming engine; the writers
+(compression, H.264, uploads) run on a thread of their own beside the model
+(`video.process.BackgroundWriter`), so the model never waits for output work;
+`commit.OutputCommit` stages and commits the files. Only the durable manifest
+row written last means done, so a crash at any point leaves nothing that
+looks finished, and a rerun redoes the video from the start with identical
+results.
+
+Every failure the actor survives (a corrupt file, a missing key) becomes a
+failed row with its reason. Failures it does not survive (out of memory, a
+decoder crash) kill the actor; the scheduler replaces it and counts the
+attempt (`scheduler.py`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
-import json
 import math
 import os
 import queue
-import shutil
-import tempfile
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vda.model.inference import WindowAligner, WindowConfig
+
 from ..core.config import build
-from ..storage import (
-    commit_object,
-    exists,
-    join,
-    list_files,
-    open_input,
-    open_output,
-    write_bytes,
-)
-from ..storage.objects import delete
+from ..storage import exists, join, open_input, write_bytes
 from ..video import DepthOutputs, VideoDecodeError, open_video
-from ..video.process import depth_for_video
+from ..video.process import VideoResult, depth_for_video, write_depths
+from . import segments
+from .commit import OutputCommit, record_failure
 from .config import InferConfig
+from .manifest import ManifestRow
+from .quality import signals
 
-SUCCESS = "_SUCCESS.json"
-FAILED = "_FAILED.json"
 
-
-def threaded(frames: Iterator[np.ndarray], prefetch: int) -> Iterator[np.ndarray]:
+def threaded(frames: Iterator[Any], prefetch: int) -> Iterator[Any]:
     """Decode on a background thread, `prefetch` frames ahead of the model."""
     buffer: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     done = object()
@@ -85,10 +79,50 @@ def threaded(frames: Iterator[np.ndarray], prefetch: int) -> Iterator[np.ndarray
         stop.set()
 
 
-class VideoDepthActor:
-    """Ray Data callable class: one row in = one video processed = one manifest row out."""
+def video_metadata(config: InferConfig, model: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """What ran, for metadata.json: the model, its checkpoint and the settings in force."""
+    return {
+        "model_size": model["size"],
+        "metric": model["metric"],
+        "checkpoint": config.checkpoint,
+        "checkpoint_sha256": model["sha256"],
+        "input_size": config.input_size,
+        "precision": model["precision"],  # what was computed in, not what was asked for
+        "device": model["device"],
+        "decode": {
+            "max_res": config.decode.max_res,
+            "target_fps": config.decode.target_fps,
+            "max_len": config.decode.max_len,
+        },
+        **extra,
+    }
 
-    def __init__(self, config: dict[str, Any]) -> None:
+
+def base_row(unit: dict[str, Any], config: InferConfig, model: dict[str, Any]) -> ManifestRow:
+    return ManifestRow(
+        video=unit["video"],
+        video_id=unit["video_id"],
+        output=join(config.output, unit["video_id"]),
+        model_size=model["size"],
+        checkpoint_sha256=model["sha256"],
+        precision=model["precision"],
+    )
+
+
+def finish_row(row: ManifestRow, produced: VideoResult, info, alignments, seconds: float) -> None:
+    row.status = "done"
+    row.frames = produced.frames
+    row.fps, row.width, row.height = info.fps, info.width, info.height
+    row.seconds = seconds
+    row.frames_per_second = produced.frames / seconds if seconds > 0 else 0.0
+    for key, value in signals(alignments, produced.counts).items():
+        setattr(row, key, value)
+
+
+class VideoDepthWorker:
+    """A Ray actor (see scheduler.py): one model, one unit of work per call."""
+
+    def __init__(self, config: dict[str, Any], checkpoint_sha256: str) -> None:
         import torch
 
         from vda.model import load_checkpoint
@@ -97,14 +131,11 @@ class VideoDepthActor:
         self.config = build(InferConfig, config)
         actors = self.config.actors
         torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
-        data = _read_all(self.config.checkpoint, self.config)
-        self.checkpoint_sha256 = hashlib.sha256(data).hexdigest()
+        with open_input(self.config.checkpoint, self.config.s3) as handle:
+            data = handle.read()
         name = self.config.checkpoint.rstrip("/").rsplit("/", 1)[-1]
-        metric = name.startswith("metric_") or None
-        model = load_checkpoint(io.BytesIO(data), metric=metric)
-        device = (
-            "cuda" if torch.cuda.is_available() and self.config.actors.gpus_per_actor else "cpu"
-        )
+        model = load_checkpoint(io.BytesIO(data), metric=name.startswith("metric_") or None)
+        device = "cuda" if torch.cuda.is_available() and actors.gpus_per_actor else "cpu"
         self.engine = StreamingDepthEngine(
             model,
             InferenceConfig(
@@ -114,143 +145,224 @@ class VideoDepthActor:
             ),
             device=device,
         )
-        self.model_config = model.config
+        self.model = {
+            "size": model.config.size,
+            "metric": model.config.metric,
+            "sha256": checkpoint_sha256,
+            "precision": self.engine.precision,
+            "device": str(self.engine.device),
+        }
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [self.process({k: batch[k][i] for k in batch}) for i in range(len(batch["video"]))]
-        return {key: [row[key] for row in rows] for key in rows[0]}
+    def ready(self) -> dict[str, Any]:
+        return dict(self.model)
 
-    def process(self, row: dict[str, Any]) -> dict[str, Any]:
+    def process(self, unit: dict[str, Any]) -> dict[str, Any]:
+        if unit["kind"] == "segment":
+            return self._segment(unit)
+        return self._video(unit)
+
+    # -- a whole video ---------------------------------------------------------
+    def _video(self, unit: dict[str, Any]) -> dict[str, Any]:
         config = self.config
-        video, video_id = str(row["video"]), str(row["video_id"])
-        final = join(config.output, video_id)
-        attempt = uuid.uuid4().hex[:8]
-        staging = join(config.output, "_tmp", f"{video_id.replace('/', '__')}-{attempt}")
-        local = Path(tempfile.mkdtemp(prefix="vda-infer-"))
-        result = _row(video, video_id, final, self.checkpoint_sha256, self.model_config.size)
+        video, video_id = unit["video"], unit["video_id"]
+        row = base_row(unit, config, self.model)
+        row.attempts = unit.get("attempt", 1)
+        commit = OutputCommit(config.output, video_id, config.s3)
         start = time.perf_counter()
         try:
-            uploaded: list[str] = []
-
-            def upload(path: Path) -> None:
-                relative = str(path.relative_to(local))
-                # streamed (multipart on S3): a depth chunk can be hundreds of MB
-                with (
-                    path.open("rb") as source,
-                    open_output(join(staging, relative), config.s3) as target,
-                ):
-                    shutil.copyfileobj(source, target, length=8 << 20)
-                path.unlink()
-                uploaded.append(relative)
-
+            self._maybe_crash(video_id)
             with (
                 open_input(video, config.s3) as stream,
                 open_video(stream, config.decode, name=video) as reader,
             ):
+                plan = segments.plan_segments(
+                    reader.frame_count_estimate, WindowConfig(), config.split.segment_frames
+                )
+                if plan:
+                    key = segments.plan_key(
+                        segments.plan_settings(config, video, row.checkpoint_sha256)
+                    )
+                    return {"kind": "split", "segments": plan, "plan": key, "model": self.model}
                 outputs = DepthOutputs(
-                    local,
+                    commit.local,
                     reader.info,
                     config.outputs,
-                    metric=self.model_config.metric,
-                    on_file_done=upload,
+                    metric=self.model["metric"],
+                    on_file_done=commit.upload,
                 )
-                frames = self._maybe_die(threaded(reader.frames(), config.decode_prefetch))
                 produced = depth_for_video(
                     self.engine,
-                    frames,
+                    self._maybe_die(threaded(reader.frames(), config.decode_prefetch)),
                     outputs,
-                    metadata={
-                        "model_size": self.model_config.size,
-                        "metric": self.model_config.metric,
-                        "checkpoint": config.checkpoint,
-                        "checkpoint_sha256": self.checkpoint_sha256,
-                        "input_size": config.input_size,
-                    },
+                    metadata=lambda: video_metadata(
+                        config, self.model, alignments=_alignments(self.engine.alignments)
+                    ),
+                    background=config.writer.background,
+                    queue_frames=config.writer.queue_frames,
                 )
                 info = reader.info
-            for relative in uploaded:  # commit: move every file, then the marker last
-                commit_object(join(staging, relative), join(final, relative), config.s3)
-            summary = {
-                "video": video,
-                "frames": produced.frames,
-                "fps": info.fps,
-                "width": info.width,
-                "height": info.height,
-                "files": uploaded,
-                "checkpoint_sha256": self.checkpoint_sha256,
-            }
-            write_bytes(join(final, SUCCESS), json.dumps(summary, indent=2).encode(), config.s3)
-            result.update(
-                status="done", frames=produced.frames, fps=info.fps, width=info.width,
-                height=info.height, files=uploaded,
-            )  # fmt: skip
-            print(f"vda infer: {video_id}: {produced.frames} frames in {produced.seconds:.1f} s")
+            finish_row(row, produced, info, self.engine.alignments, time.perf_counter() - start)
+            commit.commit(row)
+            print(f"vda infer: {video_id}: {produced.frames} frames in {row.seconds:.1f} s")
         except VideoDecodeError as error:
-            result.update(status="failed", error=str(error))
-            print(f"vda infer: {video_id}: FAILED: {error}")
+            row.status, row.error = "failed", str(error)
         except Exception as error:  # any other per-video failure: record it, finish the rest
-            result.update(status="failed", error=f"{type(error).__name__}: {error}")
+            row.status, row.error = "failed", f"{type(error).__name__}: {error}"
             print(f"vda infer: {video_id}: FAILED:\n{traceback.format_exc()}")
         finally:
-            shutil.rmtree(local, ignore_errors=True)
-            with contextlib.suppress(Exception):  # best effort: a leftover _tmp is harmless
-                delete(staging, config.s3)
-        if result["status"] == "failed":  # remembered, so a rerun does not redo it
-            marker = {"video": video, "error": result["error"]}
-            with contextlib.suppress(Exception):
-                write_bytes(join(final, FAILED), json.dumps(marker).encode(), config.s3)
-        else:
-            with contextlib.suppress(Exception):
-                delete(join(final, FAILED), config.s3)
-        result["seconds"] = time.perf_counter() - start
-        return result
+            commit.cleanup()
+        if row.status == "failed":
+            row.seconds = time.perf_counter() - start
+            record_failure(config.output, row, config.s3)
+        return {"kind": "row", "row": row.to_dict()}
 
-    def _maybe_die(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    # -- one segment of a long video -------------------------------------------
+    def _segment(self, unit: dict[str, Any]) -> dict[str, Any]:
+        config = self.config
+        video, video_id = unit["video"], unit["video_id"]
+        start = time.perf_counter()
+        try:
+            self._maybe_crash(video_id)
+
+            def reader():
+                return _Opened(video, config)
+
+            record = segments.run_segment(
+                self.engine,
+                reader,
+                unit["first"],
+                unit["stop"],
+                segments.segment_prefix(config.output, video_id, unit["plan"], unit["segment"]),
+                config.s3,
+                seek=config.split.seek,
+                frames=lambda frames: self._maybe_die(threaded(frames, config.decode_prefetch)),
+            )
+            record["seconds"] = time.perf_counter() - start
+            return {"kind": "segment", "record": record, "model": self.model}
+        except Exception as error:
+            message = (
+                str(error)
+                if isinstance(error, VideoDecodeError)
+                else f"{type(error).__name__}: {error}"
+            )
+            return {"kind": "segment_failed", "error": message, "model": self.model}
+
+    # -- test hooks --------------------------------------------------------------
+    def _maybe_crash(self, video_id: str) -> None:
+        if video_id in self.config.fault.crash_videos:
+            print(f"fault injection: {video_id} kills its actor", flush=True)
+            os._exit(1)
+
+    def _maybe_die(self, frames: Iterator[Any]) -> Iterator[Any]:
         limit = self.config.fault.exit_after_frames
         if limit is None:
             yield from frames
             return
         marker = join(self.config.output, "_fault_injected")
-        for index, frame in enumerate(frames):
-            if index == limit and not exists(marker, self.config.s3):
+        for count, frame in enumerate(frames):
+            if count == limit and not exists(marker, self.config.s3):
                 write_bytes(marker, b"1", self.config.s3)
-                print(f"fault injection: actor exits after {index} frames", flush=True)
+                print(f"fault injection: actor exits after {count} frames", flush=True)
                 os._exit(1)
             yield frame
 
 
-def _read_all(uri: str, config: InferConfig) -> bytes:
-    with open_input(uri, config.s3) as handle:
-        return handle.read()
+class _Opened:
+    """A video opened from storage for `run_segment` (which may open it twice)."""
+
+    def __init__(self, video: str, config: InferConfig) -> None:
+        self._stream = open_input(video, config.s3)
+        try:
+            self._reader = open_video(self._stream, config.decode, name=video)
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def __enter__(self):
+        return self._reader
+
+    def __exit__(self, *exc: object) -> None:
+        self._reader.close()
+        self._stream.close()
 
 
-def _row(video: str, video_id: str, output: str, sha: str, size: str) -> dict[str, Any]:
-    return {
-        "video": video,
-        "video_id": video_id,
-        "status": "failed",
-        "error": "",
-        "frames": 0,
-        "fps": 0.0,
-        "width": 0,
-        "height": 0,
-        "seconds": 0.0,
-        "output": output,
-        "files": [],
-        "model_size": size,
-        "checkpoint_sha256": sha,
-    }
+def _alignments(alignments) -> list[dict[str, float]]:
+    return [
+        {"window": a.index, "scale": a.scale, "shift": a.shift, "residual": a.residual}
+        for a in alignments
+    ]
 
 
-def marked_videos(config: InferConfig) -> tuple[set[str], set[str]]:
-    """(done, failed) video ids, from the _SUCCESS / _FAILED markers under the output prefix."""
-    prefix = config.output.rstrip("/") + "/"
-    found: dict[str, set[str]] = {SUCCESS: set(), FAILED: set()}
-    for uri in list_files(config.output, (SUCCESS, FAILED), config.s3):
-        relative = uri[len(prefix) :] if uri.startswith(prefix) else uri
-        if relative.startswith("_tmp/"):
-            continue
-        for name, ids in found.items():
-            if relative.endswith(name):
-                ids.add(relative[: -len(name)].rstrip("/"))
-    return found[SUCCESS], found[FAILED] - found[SUCCESS]
+def stitch(
+    config_dict: dict[str, Any], unit: dict[str, Any], records: list[dict[str, Any]], model: dict
+) -> dict[str, Any]:
+    """The ordered pass over a split video's raw windows: align, blend, write, commit.
+
+    It runs as a CPU task: the model is not needed, only the windows the
+    segments stored and the video's header (and its frames for side-by-side).
+    """
+    config = build(InferConfig, config_dict)
+    video, video_id = unit["video"], unit["video_id"]
+    row = base_row(unit, config, model)
+    row.segments = len(records)
+    row.attempts = max(r.get("attempts", 1) for r in records)
+    commit = OutputCommit(config.output, video_id, config.s3)
+    start = time.perf_counter()
+    window = WindowConfig()
+    try:
+        length, windows = segments.stitched_windows(
+            config.output, video_id, unit["plan"], records, window, config.s3
+        )
+        aligner = WindowAligner(window, metric=model["metric"])
+
+        def depths() -> Iterator[tuple[int, np.ndarray]]:
+            for raw in windows:
+                for index, depth in aligner.push(raw):
+                    if index < length:
+                        yield index, depth.numpy()
+            for index, depth in aligner.finish():
+                if index < length:
+                    yield index, depth.numpy()
+
+        with (
+            open_input(video, config.s3) as stream,
+            open_video(stream, config.decode, name=video) as reader,
+        ):
+            outputs = DepthOutputs(
+                commit.local, reader.info, config.outputs, metric=model["metric"],
+                on_file_done=commit.upload,
+            )  # fmt: skip
+            rgb = _frame_lookup(reader) if config.outputs.side_by_side else None
+            produced = write_depths(
+                depths(),
+                outputs,
+                metadata=lambda: video_metadata(
+                    config, model, alignments=_alignments(aligner.alignments), segments=len(records)
+                ),
+                rgb=rgb,
+                background=config.writer.background,
+                queue_frames=config.writer.queue_frames,
+            )
+            info = reader.info
+        compute = sum(r.get("seconds", 0.0) for r in records)
+        finish_row(row, produced, info, aligner.alignments, compute + time.perf_counter() - start)
+        commit.commit(row)
+        segments.drop_segments(config.output, video_id, config.s3)
+    except Exception as error:
+        row.status, row.error = "failed", f"stitch: {type(error).__name__}: {error}"
+        record_failure(config.output, row, config.s3)
+    finally:
+        commit.cleanup()
+    return {"kind": "row", "row": row.to_dict()}
+
+
+def _frame_lookup(reader):
+    frames = enumerate(reader.frames())
+
+    def rgb(index: int) -> np.ndarray | None:
+        for position, frame in frames:
+            if position == index:
+                return frame
+        return None
+
+    return rgb

@@ -1,13 +1,22 @@
 """Video decoding and depth output writers (no Ray): shared by `vda depth` and `vda infer`."""
 
-from .decode import DecodeOptions, VideoDecodeError, VideoInfo, open_video
+from .decode import (
+    DecodeOptions,
+    SeekMismatch,
+    VideoDecodeError,
+    VideoInfo,
+    VideoReader,
+    open_video,
+)
 from .writers import DepthOutputs, OutputOptions
 
 __all__ = [
     "DecodeOptions",
     "DepthOutputs",
     "OutputOptions",
+    "SeekMismatch",
     "VideoDecodeError",
     "VideoInfo",
+    "VideoReader",
     "open_video",
 ]

@@ -28,6 +28,11 @@ class VideoDecodeError(RuntimeError):
     """A file that is not a decodable video: one message that names the file."""
 
 
+class SeekMismatch(RuntimeError):
+    """Timestamps after a seek do not count frames one by one (variable frame rate, gaps):
+    the caller decodes from the start instead."""
+
+
 @dataclass
 class DecodeOptions:
     max_res: int = 1280  # official default; <= 0 keeps the decoded size
@@ -136,6 +141,84 @@ class VideoReader:
                     return
             decoded += 1
             frame = self._next_frame(decoded)
+
+    @property
+    def frame_count_estimate(self) -> int | None:
+        """Frames `frames()` will deliver, from the container (None when it does not say)."""
+        stream = self._stream
+        decoded = stream.frames or None
+        if decoded is None and stream.duration and stream.time_base:
+            decoded = round(float(stream.duration * stream.time_base) * self.info.source_fps)
+        if decoded is None and self._container.duration:
+            decoded = round(self._container.duration / av.time_base * self.info.source_fps)
+        if not decoded:
+            return None
+        kept = -(-decoded // self.info.stride)
+        return min(kept, self.options.max_len) if self.options.max_len > 0 else kept
+
+    def indexed_frames(self, start: int, seek: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) for frame 0 and every frame from `start` on, as `frames()` numbers them.
+
+        With `seek`, the container is sought to the key frame before `start` and
+        frames are numbered by timestamp, which is exact for constant-rate
+        video; a timestamp that does not follow its predecessor by one frame
+        raises `SeekMismatch`, and `seek=False` decodes (without converting)
+        every frame from the start instead.
+        """
+        yield 0, self._to_rgb(self._first)
+        if start <= 0:
+            start = 1
+        if not seek or start * self.info.stride < 64:
+            yield from self._sequential_from(start)
+            return
+        yield from self._seeked_from(start)
+
+    def _sequential_from(self, start: int) -> Iterator[tuple[int, np.ndarray]]:
+        stride, limit = self.info.stride, self.options.max_len
+        decoded = 1
+        frame = self._next_frame(decoded)
+        while frame is not None:
+            if decoded % stride == 0:
+                index = decoded // stride
+                if 0 < limit <= index:
+                    return
+                if index >= start:
+                    yield index, self._to_rgb(frame)
+            decoded += 1
+            frame = self._next_frame(decoded)
+
+    def _seeked_from(self, start: int) -> Iterator[tuple[int, np.ndarray]]:
+        stream, stride, limit = self._stream, self.info.stride, self.options.max_len
+        first_pts = self._first.pts
+        rate = stream.average_rate or stream.guessed_rate
+        if first_pts is None or not rate or not stream.time_base:
+            raise SeekMismatch(f"{self.name!r} has no timestamps to seek by")
+        ticks = 1 / (float(rate) * float(stream.time_base))  # time-base units per frame
+
+        def decoded_index(frame: av.VideoFrame) -> int:
+            if frame.pts is None:
+                raise SeekMismatch(f"a frame of {self.name!r} has no timestamp")
+            return round((frame.pts - first_pts) / ticks)
+
+        target = start * stride
+        self._container.seek(
+            int(first_pts + max(0, target - 1) * ticks), stream=stream, backward=True
+        )
+        self._decoder = self._container.decode(stream)
+        previous = None
+        while (frame := self._next_frame(target)) is not None:
+            decoded = decoded_index(frame)
+            if previous is None and decoded > target:
+                raise SeekMismatch(f"seeking {self.name!r} landed past frame {target}")
+            if previous is not None and decoded != previous + 1:
+                raise SeekMismatch(f"{self.name!r}: frame {decoded} follows frame {previous}")
+            previous = decoded
+            if decoded < target or decoded % stride:
+                continue
+            index = decoded // stride
+            if 0 < limit <= index:
+                return
+            yield index, self._to_rgb(frame)
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         info = self.info

@@ -1,7 +1,17 @@
-"""One video through the streaming engine into its outputs: shared by `vda depth` and `vda infer`."""
+"""One video's depths into its outputs: shared by `vda depth`, `vda infer` and the stitch of
+split videos.
+
+The model must never wait for output work: with `background=True` the
+writers (float16/float32 compression, H.264 previews, PNGs, and the uploads
+they trigger) run on a thread of their own behind a bounded queue, beside the
+model. The queue bounds memory (at most `queue_frames` depth maps wait), and
+a full queue makes the model wait rather than memory grow (back-pressure).
+"""
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -14,29 +24,132 @@ from .writers import DepthOutputs
 
 
 @dataclass
+class DepthCounts:
+    """Pixels seen, and how many were zero or not finite: a video whose depth collapsed shows."""
+
+    pixels: int = 0
+    zero: int = 0
+    nonfinite: int = 0
+
+    def add(self, depth: np.ndarray) -> None:
+        self.pixels += depth.size
+        finite = np.isfinite(depth)
+        self.nonfinite += int(depth.size - finite.sum())
+        self.zero += int((depth[finite] == 0).sum())
+
+    @property
+    def zero_share(self) -> float:
+        return self.zero / self.pixels if self.pixels else 0.0
+
+    @property
+    def nonfinite_share(self) -> float:
+        return self.nonfinite / self.pixels if self.pixels else 0.0
+
+
+@dataclass
 class VideoResult:
     frames: int
     seconds: float
     files: list[str]
+    counts: DepthCounts
+    writer_wait_s: float = 0.0  # time the model spent blocked on a full writer queue
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+class BackgroundWriter:
+    """`write(*args)` calls run on a thread of their own, behind a queue of `queue_items`.
+
+    `write` blocks while the queue is full (back-pressure: memory stays
+    bounded and the producer slows down instead). An error on the thread is
+    raised in the caller at its next `write` or at `join`, so a failed upload
+    fails the video, never silently; items after an error are dropped.
+    """
+
+    _STOP = object()
+
+    def __init__(self, target: Callable[..., None], queue_items: int = 32) -> None:
+        self._target = target
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_items))
+        self._error: BaseException | None = None
+        self.wait_s = 0.0  # time callers spent blocked on a full queue
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="writer")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not self._STOP:
+            if self._error is None:
+                try:
+                    self._target(*item)
+                except BaseException as error:  # handed to the caller
+                    self._error = error
+
+    def write(self, *args: object) -> None:
+        if self._error is not None:
+            raise self._error
+        start = time.perf_counter()
+        self._queue.put(args)
+        self.wait_s += time.perf_counter() - start
+
+    def join(self) -> None:
+        """Wait for every queued item; raise the thread's error if there was one."""
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def write_depths(
+    depths: Iterable[tuple[int, np.ndarray]],
+    outputs: DepthOutputs,
+    metadata: dict | Callable[[], dict] | None = None,
+    rgb: Callable[[int], np.ndarray | None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    background: bool = False,
+    queue_frames: int = 32,
+) -> VideoResult:
+    """Write (index, depth) pairs through `outputs`; `metadata` may be a callable evaluated
+    at the end (the alignment statistics are known only then)."""
+    start = time.perf_counter()
+    counts = DepthCounts()
+    writer = BackgroundWriter(outputs.write, queue_frames) if background else None
+    write = writer.write if writer is not None else outputs.write
+    try:
+        for index, depth in depths:
+            counts.add(depth)
+            write(index, depth, rgb(index) if rgb is not None else None)
+            if on_frame is not None:
+                on_frame(index)
+    finally:
+        if writer is not None:
+            writer.join()
+    files = outputs.close(metadata() if callable(metadata) else metadata)
+    return VideoResult(
+        frames=outputs.frames,
+        seconds=time.perf_counter() - start,
+        files=files,
+        counts=counts,
+        writer_wait_s=writer.wait_s if writer is not None else 0.0,
+    )
+
+
 def depth_for_video(
     engine: StreamingDepthEngine,
     frames: Iterable[np.ndarray],
     outputs: DepthOutputs,
-    metadata: dict | None = None,
+    metadata: dict | Callable[[], dict] | None = None,
     on_frame: Callable[[int], None] | None = None,
+    background: bool = False,
+    queue_frames: int = 32,
 ) -> VideoResult:
     """Decode, infer and write one video, frame by frame.
 
     The RGB frames are kept only until their depth is written (side-by-side
     previews need them), which is at most about one window of frames.
     """
-    start = time.perf_counter()
     waiting: dict[int, np.ndarray] = {}
 
     def tee() -> Iterator[np.ndarray]:
@@ -45,9 +158,12 @@ def depth_for_video(
                 waiting[index] = frame
             yield frame
 
-    for index, depth in engine.run(tee()):
-        outputs.write(index, depth, waiting.pop(index, None))
-        if on_frame is not None:
-            on_frame(index)
-    files = outputs.close(metadata)
-    return VideoResult(frames=outputs.frames, seconds=time.perf_counter() - start, files=files)
+    return write_depths(
+        engine.run(tee()),
+        outputs,
+        metadata,
+        rgb=lambda index: waiting.pop(index, None),
+        on_frame=on_frame,
+        background=background,
+        queue_frames=queue_frames,
+    )

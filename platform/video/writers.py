@@ -4,7 +4,8 @@ Everything is written frame by frame into a local staging folder, so memory
 does not grow with the video; the batch job uploads finished files and
 commits them. Depth arrays go in compressed `.npz` files of `chunk_frames`
 frames (`depth_00000.npz`, ...), or a single `depth.npz` when the video fits
-in one chunk. Each holds `depth` (float16, N x H x W) and `frame_index`.
+in one chunk. Each holds `depth` (float16 by default, or float32; N x H x W)
+and `frame_index`.
 
 Previews are colour-mapped with one range for the whole video, never per
 frame (per-frame normalisation makes a preview flicker even when the depth
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import cv2
@@ -35,6 +36,7 @@ METRIC_PNG_SCALE = 0.001  # metres per unit: millimetres, as ScanNet stores dept
 @dataclass
 class OutputOptions:
     depth_npz: bool = True
+    depth_dtype: Literal["float16", "float32"] = "float16"  # float32: exact, twice the bytes
     chunk_frames: int = 256
     png16: bool = False
     preview: bool = True  # inferno colour map, H.264 mp4
@@ -111,7 +113,7 @@ class DepthOutputs:
             )
         self.frames += 1
         if self.options.depth_npz:
-            self._chunk.append(depth.astype(np.float16))
+            self._chunk.append(depth.astype(self.options.depth_dtype))
             self._chunk_index.append(index)
             if len(self._chunk) == self.options.chunk_frames:
                 self._flush_chunk(final=False)
@@ -143,6 +145,7 @@ class DepthOutputs:
             "source_height": self.info.source_height,
             "rotation": self.info.rotation,
             "depth_kind": "metric_depth_m" if self.metric else "relative_disparity",
+            "depth_dtype": self.options.depth_dtype,
             "depth_files": [f for f in self._files if f.startswith("depth")],
             "preview_range": list(self._range) if self._range else None,
         }

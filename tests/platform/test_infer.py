@@ -73,16 +73,16 @@ def test_archive_commits_five_records_three_failures_and_a_rerun_does_nothing(
     bucket, folder = archive
     result = run_infer(_config(bucket, "depth", tmp_path), progress=lambda _: None)
     assert result.count("done") == 5 and result.count("failed") == 3
-    by_id = {row["video_id"]: row for row in result.rows}
+    by_id = {row.video_id: row for row in result.rows}
     for name, count in LENGTHS.items():
-        assert by_id[name]["status"] == "done" and by_id[name]["frames"] == count
+        assert by_id[name].status == "done" and by_id[name].frames == count
         depth, index = _depth(bucket, f"depth/{name}")
         assert depth.shape == (count, 28, 42) and index.tolist() == list(range(count))
         assert list_files(f"s3://{bucket}/depth/{name}", ("_SUCCESS.json", "preview.mp4"))
     for name in BROKEN:
         row = by_id[name.removesuffix(".mp4")]
-        assert row["status"] == "failed" and "cannot open video" in row["error"]
-        assert name in row["error"]  # the message names the file
+        assert row.status == "failed" and "cannot open video" in row.error
+        assert name in row.error  # the message names the file
     assert not list_files(f"s3://{bucket}/depth/_tmp")  # nothing half-written left behind
 
     manifest = pq.read_table(io.BytesIO(read_bytes(f"s3://{bucket}/depth/manifest.parquet")))
@@ -91,7 +91,7 @@ def test_archive_commits_five_records_three_failures_and_a_rerun_does_nothing(
 
     again = run_infer(_config(bucket, "depth", tmp_path), progress=lambda _: None)
     assert again.count("skipped") == 5 and again.count("failed") == 3
-    assert all(row["seconds"] == 0.0 for row in again.rows)  # nothing was processed
+    assert not any(row.processed for row in again.rows)  # nothing was processed
 
     # the committed depth equals `vda depth` on the same video with the same checkpoint
     _assert_same_depth(

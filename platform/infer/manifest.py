@@ -1,0 +1,132 @@
+"""The one manifest row type of `vda infer`, its durable per-video records, and the merge.
+
+Durable as videos finish: each committed or failed video leaves
+`<output>/_manifests/rows/<video_id>.json`, written by whoever finished it
+(the actor, or the stitch of a split video), so a job killed at any moment
+leaves a record of everything committed so far. That file is also how a
+rerun decides what is done: one GET per video, never a listing of every
+object under the output prefix (an archive's outputs run to millions of
+PNGs). `manifest.parquet` is the merge of those rows for the listed videos,
+written at the end of every run (and a copy per run under `_manifests/`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..storage import S3Settings, StorageError, join, open_output, read_bytes, write_bytes
+
+ROWS = "_manifests/rows"
+
+
+@dataclass
+class ManifestRow:
+    """One video: what was done, what it produced, and the signals to review it by."""
+
+    video: str
+    video_id: str
+    status: str = "failed"  # done | failed
+    error: str = ""
+    processed: bool = True  # false: done by an earlier run, skipped by this one
+    frames: int = 0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    seconds: float = 0.0  # wall time of this video's processing (segments: summed)
+    frames_per_second: float = 0.0
+    output: str = ""
+    files: list[str] = field(default_factory=list)
+    model_size: str = ""
+    checkpoint_sha256: str = ""
+    precision: str = ""
+    segments: int = 0  # 0: one actor did the whole video
+    attempts: int = 0
+    # quality signals (see quality.py)
+    windows: int = 0
+    scale_median: float = 0.0
+    scale_spread: float = 0.0
+    scale_max_jump: float = 0.0
+    shift_spread: float = 0.0
+    shift_max_jump: float = 0.0
+    fit_residual_max: float = 0.0
+    zero_share: float = 0.0
+    nonfinite_share: float = 0.0
+    outlier: bool = False
+    outlier_reasons: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ManifestRow:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _plain(v) for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+# the Parquet schema follows the dataclass (annotations are strings here: postponed evaluation)
+_ARROW = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+    "list[str]": pa.list_(pa.string()),
+}
+MANIFEST_SCHEMA = pa.schema([(f.name, _ARROW[f.type]) for f in dataclasses.fields(ManifestRow)])
+
+
+def row_uri(output: str, video_id: str) -> str:
+    return join(output, ROWS, f"{video_id}.json")
+
+
+def write_row(output: str, row: ManifestRow, settings: S3Settings | None = None) -> None:
+    write_bytes(row_uri(output, row.video_id), json.dumps(row.to_dict()).encode(), settings)
+
+
+def read_rows(
+    output: str, video_ids: list[str], settings: S3Settings | None = None, threads: int = 16
+) -> dict[str, ManifestRow]:
+    """The durable rows that exist for these videos: one GET each, `threads` at a time."""
+
+    def one(video_id: str) -> ManifestRow | None:
+        try:
+            data = read_bytes(row_uri(output, video_id), settings)
+        except StorageError as error:
+            if "does not exist" in str(error):
+                return None
+            raise
+        try:
+            return ManifestRow.from_dict(json.loads(data))
+        except (ValueError, TypeError):
+            return None  # a torn or foreign file: the video is redone
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        found = dict(zip(video_ids, pool.map(one, video_ids)))
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def write_manifest(output: str, rows: list[ManifestRow], settings: S3Settings | None = None) -> str:
+    table = manifest_table(rows)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for uri in (
+        join(output, "_manifests", f"manifest-{stamp}.parquet"),
+        join(output, "manifest.parquet"),
+    ):
+        with open_output(uri, settings) as handle:
+            pq.write_table(table, handle)
+    return join(output, "manifest.parquet")
+
+
+def manifest_table(rows: list[ManifestRow]) -> pa.Table:
+    return pa.Table.from_pylist([r.to_dict() for r in rows], schema=MANIFEST_SCHEMA)

@@ -1,0 +1,215 @@
+"""Long videos split into segments of whole windows, run on several actors, stitched in order.
+
+Why this is exact: the network input of every window depends only on frames
+(frame 0, the frame `key_offset` before the window, its own frames), never on
+earlier outputs (`StreamingDepthEngine.raw_windows`). Only the scale/shift
+chain and the blending of shared frames are sequential (`WindowAligner`), and
+they need nothing but the raw windows, in order. So:
+
+1. a segment is windows [first, stop) of one video; an actor seeks to frame
+   `start(first) - key_offset` (and reads frame 0), runs the network on its
+   windows and stores each raw window (float32, uncompressed: the stitch must
+   see exactly what the network produced) under
+   `<output>/_segments/<video>/<plan>/seg_NNNNN/`, with `_DONE.json` last;
+2. when every segment of a video is done, one ordered pass (`stitch`) feeds
+   the raw windows through the same `WindowAligner` the single engine uses
+   and writes the outputs through the same writers, then commits the video.
+
+Key frame 0 and the alignment chain are therefore the single engine's own.
+The plan key hashes everything that changes a raw window (video, checkpoint,
+input size, precision, window geometry, decode options, segment size), so a
+rerun reuses the segments that are done and redoes only the missing ones; a
+different setting never mixes with them. The last segment is open-ended: a
+container that under-counts its frames still gets every frame.
+
+Storage cost while a video is in flight: 32 float32 maps per 22 frames, about
+5.8x the float16 output's raw size; the folder is deleted after the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from vda.model.inference import PaddedStream, RawWindow, StreamingDepthEngine, WindowConfig
+
+from ..storage import S3Settings, join, read_bytes, write_bytes
+from ..storage.objects import delete
+from ..video import SeekMismatch, VideoReader
+from ..video.process import BackgroundWriter
+
+DONE = "_DONE.json"
+
+
+def plan_segments(
+    frames: int | None, window: WindowConfig, segment_frames: int
+) -> list[tuple[int, int | None]]:
+    """[(first window, stop window or None for the open-ended last)], or [] for no split.
+
+    A segment holds whole windows: at least one, `segment_frames // stride`
+    in general. Videos of unknown length or not longer than `segment_frames`
+    are not split.
+    """
+    if segment_frames <= 0 or not frames or frames <= segment_frames:
+        return []
+    per = max(1, segment_frames // window.stride)
+    total = window.window_count(frames)
+    if total <= per:
+        return []
+    firsts = list(range(0, total, per))
+    return [(f, firsts[i + 1] if i + 1 < len(firsts) else None) for i, f in enumerate(firsts)]
+
+
+def plan_key(settings: dict[str, Any]) -> str:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def segments_root(output: str, video_id: str) -> str:
+    return join(output, "_segments", video_id)
+
+
+def segment_prefix(output: str, video_id: str, plan: str, segment: int) -> str:
+    return join(segments_root(output, video_id), plan, f"seg_{segment:05d}")
+
+
+def encode_window(raw: RawWindow) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        depth=raw.depth.numpy().astype(np.float32, copy=False),
+        slot_frames=np.asarray(raw.slot_frames, dtype=np.int64),
+        index=np.int64(raw.index),
+    )
+    return buffer.getvalue()
+
+
+def decode_window(data: bytes) -> RawWindow:
+    with np.load(io.BytesIO(data)) as arrays:
+        return RawWindow(
+            index=int(arrays["index"]),
+            slot_frames=arrays["slot_frames"].tolist(),
+            depth=torch.from_numpy(arrays["depth"].copy()),
+        )
+
+
+def run_segment(
+    engine: StreamingDepthEngine,
+    open_reader: Callable[[], VideoReader],
+    first: int,
+    stop: int | None,
+    prefix: str,
+    settings: S3Settings | None = None,
+    seek: bool = True,
+    queue_windows: int = 2,
+    frames: Callable[[Iterator], Iterator] = lambda it: it,
+) -> dict[str, Any]:
+    """Run the network on windows [first, stop) and store them under `prefix`.
+
+    Returns the `_DONE.json` record: the windows stored and, when this
+    segment reached the end of the video, its length in frames. Uploads run
+    on a thread beside the model (`queue_windows` bound the memory).
+    """
+    w = engine.config.window
+    delete(prefix, settings)  # a dead attempt's windows
+    from_frame = max(0, w.start(first) - w.key_offset) if first else 0
+    try:
+        record = _windows_to_storage(
+            engine, open_reader, first, stop, prefix, settings, seek, from_frame, queue_windows,
+            frames,
+        )  # fmt: skip
+    except SeekMismatch:  # variable frame rate: number frames by decoding from the start
+        record = _windows_to_storage(
+            engine, open_reader, first, stop, prefix, settings, False, from_frame, queue_windows,
+            frames,
+        )  # fmt: skip
+    write_bytes(join(prefix, DONE), json.dumps(record).encode(), settings)
+    return record
+
+
+def _windows_to_storage(
+    engine, open_reader, first, stop, prefix, settings, seek, from_frame, queue_windows, frames
+) -> dict[str, Any]:
+    stored: list[int] = []
+
+    def store(raw: RawWindow) -> None:
+        write_bytes(join(prefix, f"w_{raw.index:07d}.npz"), encode_window(raw), settings)
+        stored.append(raw.index)
+
+    with open_reader() as reader:
+        stream = PaddedStream(frames(reader.indexed_frames(from_frame, seek=seek)))
+        writer = BackgroundWriter(store, queue_windows)
+        try:
+            for raw in engine.raw_windows(stream, first, stop):
+                writer.write(raw)
+        finally:
+            writer.join()
+        length = stream.length
+    return {"first": first, "stop": stop, "windows": stored, "length": length}
+
+
+def read_records(
+    output: str, video_id: str, plan: str, count: int, settings: S3Settings | None = None
+) -> list[dict[str, Any] | None]:
+    """Each segment's `_DONE.json` record, or None where the segment is not done."""
+    records: list[dict[str, Any] | None] = []
+    for segment in range(count):
+        uri = join(segment_prefix(output, video_id, plan, segment), DONE)
+        try:
+            records.append(json.loads(read_bytes(uri, settings)))
+        except Exception:  # not there (or torn): the segment is to do
+            records.append(None)
+    return records
+
+
+def stitched_windows(
+    output: str,
+    video_id: str,
+    plan: str,
+    records: list[dict[str, Any]],
+    window: WindowConfig,
+    settings: S3Settings | None = None,
+) -> tuple[int, Iterator[RawWindow]]:
+    """(video length, the raw windows 0, 1, ... in order), checked for completeness."""
+    lengths = {r["length"] for r in records if r["length"] is not None}
+    if len(lengths) != 1:
+        raise RuntimeError(f"segments of {video_id!r} disagree on the video length: {lengths}")
+    (length,) = lengths
+    expected = window.window_count(length)
+    stored = [(segment, k) for segment, r in enumerate(records) for k in r["windows"]]
+    if [k for _, k in stored] != list(range(expected)):
+        raise RuntimeError(
+            f"segments of {video_id!r} hold windows {[k for _, k in stored][:5]}..., "
+            f"not 0..{expected - 1}"
+        )
+
+    def windows() -> Iterator[RawWindow]:
+        for segment, k in stored:
+            uri = join(segment_prefix(output, video_id, plan, segment), f"w_{k:07d}.npz")
+            yield decode_window(read_bytes(uri, settings))
+
+    return length, windows()
+
+
+def drop_segments(output: str, video_id: str, settings: S3Settings | None = None) -> None:
+    delete(segments_root(output, video_id), settings)
+
+
+def plan_settings(config: Any, video: str, checkpoint_sha256: str) -> dict[str, Any]:
+    """What a raw window depends on: any change gives another plan key."""
+    return {
+        "video": video,
+        "checkpoint": checkpoint_sha256,
+        "input_size": config.input_size,
+        "precision": config.precision,
+        "decode": asdict(config.decode),
+        "segment_frames": config.split.segment_frames,
+        "window": asdict(WindowConfig()),
+    }
