@@ -22,7 +22,7 @@ class Job:
 
 
 JOBS: tuple[Job, ...] = (
-    Job("infer", "infer", "bulk depth for a video archive in object storage (Ray Data)"),
+    Job("infer", "infer", "bulk depth for a video archive in object storage (Ray actors)"),
     Job("depth", "depth", "depth for local videos on this machine (streaming engine)"),
     Job("train", "train", "DDP training of the spatio-temporal head (Ray Train)"),
     Job("tune", "tune", "hyper-parameter sweeps over training (Ray Tune, ASHA)"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -48,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="re-encode context frames")
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--chunk-frames", type=int, default=256)
+    parser.add_argument(
+        "--depth-dtype", default="float16", choices=("float16", "float32"),
+        help="depth arrays' type (float32: exact, twice the bytes)",
+    )  # fmt: skip
     parser.add_argument("--png16", action="store_true", help="also write 16-bit PNG frames")
     parser.add_argument("--no-preview", action="store_true")
     parser.add_argument("--grayscale", action="store_true", help="also a grayscale preview")
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
     outputs = OutputOptions(
         chunk_frames=args.chunk_frames,
+        depth_dtype=args.depth_dtype,
         png16=args.png16,
         preview=not args.no_preview,
         grayscale=args.grayscale,
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                         engine,
                         reader.frames(),
                         DepthOutputs(folder, reader.info, outputs, metric=model.config.metric),
-                        metadata={
+                        metadata=lambda: {
                             "model_size": model.config.size,
                             "metric": model.config.metric,
                             "checkpoint": args.checkpoint.name,
@@ -101,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
                                 "max_res": args.max_res,
                                 "max_len": args.max_len,
                                 "target_fps": args.target_fps,
-                                "precision": config.precision,
+                                "precision": engine.precision,  # what ran, not what was asked
                                 "device": str(engine.device),
                                 "window": args.window,
                             },
+                            "alignments": [asdict(a) for a in engine.alignments],
                         },
                         on_frame=lambda _: bar.update(1),
                     )

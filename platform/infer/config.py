@@ -47,11 +47,14 @@ class InferFault:
     """Test hooks.
 
     `exit_after_frames`: the first actor to reach this many frames of a video dies, once.
-    `crash_videos`: video ids whose actor dies on every attempt (a poison video).
+    `crash_videos`: video ids whose actor dies on every attempt (a poison video);
+    `ID#N` kills only segment N of a split video.
+    `frame_delay_s`: sleep per decoded frame, so a test can interrupt a job mid-way.
     """
 
     exit_after_frames: int | None = None
     crash_videos: list[str] = field(default_factory=list)
+    frame_delay_s: float = 0.0
 
 
 @dataclass

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..core.config import flatten, to_dict
 from ..core.tracking import ensure_experiment, log_metrics, log_params
-from ..storage import StorageError, join, list_files, open_input, read_bytes, write_bytes
+from ..storage import StorageError, exists, join, list_files, open_input, read_bytes, write_bytes
 from ..storage.objects import delete
 from .config import InferConfig
 from .manifest import ManifestRow, manifest_table, read_rows, write_manifest
@@ -100,11 +100,10 @@ def check_before_start(config: InferConfig) -> str:
         raise StorageError(
             f"the output prefix {config.output} does not take writes: {error}"
         ) from error
-    try:
-        with open_input(config.checkpoint, config.s3) as handle:
-            data = handle.read()
-    except StorageError as error:
-        raise StorageError(f"checkpoint {config.checkpoint} cannot be read: {error}") from error
+    if not exists(config.checkpoint, config.s3):
+        raise StorageError(f"checkpoint {config.checkpoint} does not exist")
+    with open_input(config.checkpoint, config.s3) as handle:
+        data = handle.read()
     name = config.checkpoint.rstrip("/").rsplit("/", 1)[-1]
     try:
         load_checkpoint(io.BytesIO(data), metric=name.startswith("metric_") or None)

@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -222,7 +223,7 @@ class VideoDepthWorker:
         video, video_id = unit["video"], unit["video_id"]
         start = time.perf_counter()
         try:
-            self._maybe_crash(video_id)
+            self._maybe_crash(video_id, unit["segment"])
 
             def reader():
                 return _Opened(video, config)
@@ -248,18 +249,20 @@ class VideoDepthWorker:
             return {"kind": "segment_failed", "error": message, "model": self.model}
 
     # -- test hooks --------------------------------------------------------------
-    def _maybe_crash(self, video_id: str) -> None:
-        if video_id in self.config.fault.crash_videos:
+    def _maybe_crash(self, video_id: str, segment: int | None = None) -> None:
+        poison = self.config.fault.crash_videos
+        if video_id in poison or (segment is not None and f"{video_id}#{segment}" in poison):
             print(f"fault injection: {video_id} kills its actor", flush=True)
             os._exit(1)
 
     def _maybe_die(self, frames: Iterator[Any]) -> Iterator[Any]:
-        limit = self.config.fault.exit_after_frames
-        if limit is None:
+        limit, delay = self.config.fault.exit_after_frames, self.config.fault.frame_delay_s
+        if limit is None and not delay:
             yield from frames
             return
         marker = join(self.config.output, "_fault_injected")
         for count, frame in enumerate(frames):
+            time.sleep(delay)
             if count == limit and not exists(marker, self.config.s3):
                 write_bytes(marker, b"1", self.config.s3)
                 print(f"fault injection: actor exits after {count} frames", flush=True)
@@ -287,10 +290,8 @@ class _Opened:
 
 
 def _alignments(alignments) -> list[dict[str, float]]:
-    return [
-        {"window": a.index, "scale": a.scale, "shift": a.shift, "residual": a.residual}
-        for a in alignments
-    ]
+    """Per-window fit, as `vda depth` writes it too: a split video's must equal its single run's."""
+    return [asdict(a) for a in alignments]
 
 
 def stitch(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 
 import boto3
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from helpers import tiny_model
-from videos import moving_frames, write_mp4v
+from videos import moving_frames, write_h264, write_mp4v
 
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
@@ -22,7 +24,13 @@ from vda.platform.storage import list_files, read_bytes
 pytestmark = pytest.mark.integration
 
 LENGTHS = {"a/clip0": 6, "a/clip1": 12, "b/clip2": 20, "b/clip3": 33, "clip4": 40}
-BROKEN = {"broken/truncated.mp4", "broken/empty.mp4", "broken/notes.mp4"}
+# odd shapes that must come out right: (frames, height, width)
+SHAPES = {
+    "odd/one_frame": (1, 28, 42),
+    "odd/size333x197": (5, 197, 333),
+    "odd/portrait": (9, 42, 28),
+}
+BROKEN = {"broken/truncated.mp4", "broken/empty.mp4", "broken/notes.mp4", "broken/random.mp4"}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +46,16 @@ def archive(s3_endpoint, tmp_path_factory):
     s3.put_object(Bucket=bucket, Key="videos/broken/truncated.mp4", Body=good[: len(good) // 2])
     s3.put_object(Bucket=bucket, Key="videos/broken/empty.mp4", Body=b"")
     s3.put_object(Bucket=bucket, Key="videos/broken/notes.mp4", Body=b"meeting notes\n" * 40)
+    noise = np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    s3.put_object(Bucket=bucket, Key="videos/broken/random.mp4", Body=noise)
+    for name, (count, height, width) in SHAPES.items():
+        frames = moving_frames(count, height, width, seed=count)
+        if height % 2 or width % 2:  # odd sizes: lossless FFV1 in Matroska keeps them
+            path = write_h264(folder / "odd.mkv", frames, fps=10, codec="ffv1", pix_fmt="bgr0")
+            s3.upload_file(str(path), bucket, f"videos/{name}.mkv")
+        else:
+            path = write_mp4v(folder / f"{count}.mp4", frames, fps=10)
+            s3.upload_file(str(path), bucket, f"videos/{name}.mp4")
     checkpoint = folder / "tiny.ckpt"
     save_checkpoint(tiny_model(seed=41), checkpoint)
     s3.upload_file(str(checkpoint), bucket, "models/tiny.ckpt")
@@ -67,30 +85,41 @@ def _depth(bucket, prefix):
     )
 
 
-def test_archive_commits_five_records_three_failures_and_a_rerun_does_nothing(
+GOOD = len(LENGTHS) + len(SHAPES)
+
+
+def test_archive_commits_good_videos_records_bad_ones_and_a_rerun_does_nothing(
     archive, ray_cluster, tmp_path
 ):
     bucket, folder = archive
     result = run_infer(_config(bucket, "depth", tmp_path), progress=lambda _: None)
-    assert result.count("done") == 5 and result.count("failed") == 3
+    assert result.count("done") == GOOD and result.count("failed") == len(BROKEN)
     by_id = {row.video_id: row for row in result.rows}
-    for name, count in LENGTHS.items():
+    shapes = {**{n: (c, 28, 42) for n, c in LENGTHS.items()}, **SHAPES}
+    for name, (count, height, width) in shapes.items():
         assert by_id[name].status == "done" and by_id[name].frames == count
         depth, index = _depth(bucket, f"depth/{name}")
-        assert depth.shape == (count, 28, 42) and index.tolist() == list(range(count))
+        assert depth.shape == (count, height, width) and index.tolist() == list(range(count))
         assert list_files(f"s3://{bucket}/depth/{name}", ("_SUCCESS.json", "preview.mp4"))
+        meta = json.loads(read_bytes(f"s3://{bucket}/depth/{name}/metadata.json"))
+        assert meta["precision"] == "fp32" and meta["device"] == "cpu"  # what ran, on a CPU
     for name in BROKEN:
         row = by_id[name.removesuffix(".mp4")]
         assert row.status == "failed" and "cannot open video" in row.error
         assert name in row.error  # the message names the file
     assert not list_files(f"s3://{bucket}/depth/_tmp")  # nothing half-written left behind
+    # durable per-video rows, one per listed video
+    assert len(list_files(f"s3://{bucket}/depth/_manifests/rows", (".json",))) == GOOD + len(BROKEN)
 
     manifest = pq.read_table(io.BytesIO(read_bytes(f"s3://{bucket}/depth/manifest.parquet")))
-    assert manifest.num_rows == 8
-    assert sorted(manifest.column("status").to_pylist()).count("done") == 5
+    assert manifest.num_rows == GOOD + len(BROKEN)
+    assert manifest.column("status").to_pylist().count("done") == GOOD
+    clip3 = manifest.filter(pc.equal(manifest["video_id"], "b/clip3")).to_pylist()[0]
+    assert clip3["windows"] == 2 and clip3["scale_median"] > 0 and clip3["fit_residual_max"] >= 0
+    assert 0 <= clip3["zero_share"] <= 1 and clip3["nonfinite_share"] == 0
 
     again = run_infer(_config(bucket, "depth", tmp_path), progress=lambda _: None)
-    assert again.count("skipped") == 5 and again.count("failed") == 3
+    assert again.count("skipped") == GOOD and again.count("failed") == len(BROKEN)
     assert not any(row.processed for row in again.rows)  # nothing was processed
 
     # the committed depth equals `vda depth` on the same video with the same checkpoint
@@ -124,8 +153,98 @@ def test_a_killed_actor_still_yields_a_complete_correct_archive(archive, ray_clu
     config = _config(bucket, "depth-killed", tmp_path, fault={"exit_after_frames": 15})
     result = run_infer(config, progress=lambda _: None)
     assert list_files(f"s3://{bucket}/depth-killed", ("_fault_injected",))  # it did die
-    assert result.count("done") == 5 and result.count("failed") == 3
+    assert result.count("done") == GOOD and result.count("failed") == len(BROKEN)
     for name in LENGTHS:  # redone from the start: the same depth as an undisturbed run
         _assert_same_depth(
             _depth(bucket, f"depth-killed/{name}")[0], _local_depth(bucket, folder, tmp_path, name)
         )
+
+
+def test_poison_video_that_kills_its_actor_every_time_is_recorded_and_the_rest_finish(
+    archive, ray_cluster, tmp_path, capsys
+):
+    bucket, _ = archive
+    argv = ["infer", "--input", f"s3://{bucket}/videos", "--output", f"s3://{bucket}/depth-poison",
+            "--checkpoint", f"s3://{bucket}/models/tiny.ckpt", "input_size=28",
+            "outputs.preview=false", "actors.max_attempts=2", "fault.crash_videos=[b/clip2]",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+    assert main(argv) == 0  # failures alone do not fail the job...
+    printed = capsys.readouterr()
+    assert f"{GOOD - 1} done, {len(BROKEN) + 1} failed" in printed.out
+    manifest = pq.read_table(io.BytesIO(read_bytes(f"s3://{bucket}/depth-poison/manifest.parquet")))
+    rows = {r["video_id"]: r for r in manifest.to_pylist()}
+    poison = rows["b/clip2"]
+    assert poison["status"] == "failed" and poison["attempts"] == 2
+    assert "the actor died on each of 2 attempts at the video" in poison["error"]
+    assert all(rows[name]["status"] == "done" for name in LENGTHS if name != "b/clip2")
+    assert main([*argv, "--fail-on-error"]) == 1  # ...unless asked; nothing is redone for it
+    assert "0 done" in capsys.readouterr().out
+
+
+def test_driver_killed_mid_job_then_rerun_equals_an_uninterrupted_run(
+    archive, ray_cluster, two_node_cluster, tmp_path
+):
+    """SIGKILL the `vda infer` process (its actors die with it), rerun, compare."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bucket, _ = archive
+    address, _, env = two_node_cluster
+    settings = ["input_size=28", "outputs.chunk_frames=16", "outputs.preview=false",
+                f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+    clean = run_infer(
+        _config(bucket, "depth-clean", tmp_path, outputs={"chunk_frames": 16, "preview": False}),
+        progress=lambda _: None,
+    )
+    argv = [sys.executable, "-m", "vda.jobs.cli", "infer", "--input", f"s3://{bucket}/videos",
+            "--output", f"s3://{bucket}/depth-interrupted",
+            "--checkpoint", f"s3://{bucket}/models/tiny.ckpt", *settings]  # fmt: skip
+    rows = f"s3://{bucket}/depth-interrupted/_manifests/rows"
+    driver = subprocess.Popen(
+        [*argv, "fault.frame_delay_s=0.1"], env={**env, "RAY_ADDRESS": address},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if len([u for u in list_files(rows, (".json",)) if "/broken/" not in u]) >= 2:
+            break
+        time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    committed = {u for u in list_files(rows, (".json",))}
+    assert 2 <= len([u for u in committed if "/broken/" not in u]) < GOOD  # killed mid-job
+
+    rerun = subprocess.run(
+        argv, env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    manifest = pq.read_table(
+        io.BytesIO(read_bytes(f"s3://{bucket}/depth-interrupted/manifest.parquet"))
+    ).to_pylist()
+    expected = {r.video_id: r for r in clean.rows}
+    assert sorted(r["video_id"] for r in manifest) == sorted(expected)
+    for row in manifest:
+        twin = expected[row["video_id"]]
+        assert (row["status"], row["frames"], sorted(row["files"])) == (
+            twin.status, twin.frames, sorted(twin.files)
+        )  # fmt: skip
+        if row["status"] == "done":
+            _assert_same_depth(
+                _depth(bucket, f"depth-interrupted/{row['video_id']}")[0],
+                _depth(bucket, f"depth-clean/{row['video_id']}")[0],
+            )
+    # what was committed before the kill was not redone; no staging of dead attempts is left
+    redone = {r["video_id"] for r in manifest if r["processed"]}
+    assert not redone & {u.rsplit("/rows/", 1)[1].removesuffix(".json") for u in committed}
+    assert not list_files(f"s3://{bucket}/depth-interrupted/_tmp")
+    outputs = {
+        u.split("/depth-interrupted/", 1)[1] for u in list_files(f"s3://{bucket}/depth-interrupted")
+    }
+    clean_outputs = {
+        u.split("/depth-clean/", 1)[1] for u in list_files(f"s3://{bucket}/depth-clean")
+    }
+    strip = lambda names: {n for n in names if not n.startswith("_manifests/manifest-")}  # noqa: E731
+    assert strip(outputs) == strip(clean_outputs)
