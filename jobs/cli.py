@@ -54,12 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors that describe bad input (a path, a file, a config): one line, no traceback."""
     from vda.model.checkpoint import CheckpointError
+    from vda.platform.cluster.submit import ClusterAuthError
     from vda.platform.core.config import ConfigError
     from vda.platform.data.layouts import LayoutError
     from vda.platform.storage import StorageError
     from vda.platform.video import VideoDecodeError
 
-    return (CheckpointError, ConfigError, LayoutError, StorageError, VideoDecodeError)
+    return (
+        CheckpointError,
+        ClusterAuthError,
+        ConfigError,
+        LayoutError,
+        StorageError,
+        VideoDecodeError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -157,13 +157,33 @@ def blend_weights(count: int) -> torch.Tensor:
     return torch.tensor([0.0] + [i * step for i in range(1, count - 1)] + [1.0])
 
 
+def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(T, h, w) network-resolution depth to (T, H, W) frame size, as the official code resizes."""
+    if tuple(depth.shape[-2:]) == tuple(size):
+        return depth
+    resized = F.interpolate(depth.unsqueeze(1), size=size, mode="bilinear", align_corners=True)
+    return resized[:, 0]
+
+
 @dataclass
 class RawWindow:
-    """The network's prediction for one window, at the decoded frame size, before alignment."""
+    """The network's prediction for one window, before alignment.
+
+    `depth` is at the decoded frame size, or, from `raw_windows(native=True)`,
+    still at the network's resolution (often several times smaller: what a
+    split video stores between its segments and its stitch); `at_frame_size`
+    resizes it then.
+    """
 
     index: int  # window number: it starts at frame index * stride
     slot_frames: list[int]
-    depth: torch.Tensor  # (length, H, W) float32, CPU
+    depth: torch.Tensor  # (length, h, w) float32, CPU
+    frame_size: tuple[int, int] | None = None  # (H, W) to resize to, when depth is native
+
+    def at_frame_size(self) -> RawWindow:
+        if self.frame_size is None:
+            return self
+        return RawWindow(self.index, self.slot_frames, resize_depth(self.depth, self.frame_size))
 
 
 @dataclass
@@ -271,7 +291,7 @@ class StreamingDepthEngine:
         inputs: torch.Tensor,
         features: list[torch.Tensor],
         frame_index: list[int],
-        out_size: tuple[int, int],
+        out_size: tuple[int, int] | None,
     ) -> torch.Tensor:
         length, _, height, width = inputs.shape
         if self.model.diff_cnn is not None:
@@ -280,9 +300,8 @@ class StreamingDepthEngine:
         depth = self.model.decode(
             features, 1, length, height, width, micro_batch=self.config.head_micro_batch
         )
-        depth = depth.float().reshape(length, 1, height, width)
-        depth = F.interpolate(depth, size=out_size, mode="bilinear", align_corners=True)
-        return depth[:, 0].cpu()
+        depth = depth.float().reshape(length, height, width)
+        return (resize_depth(depth, out_size) if out_size is not None else depth).cpu()
 
     def _network(self):
         autocast = _autocast_dtype(self.config.precision, self.device)
@@ -310,7 +329,7 @@ class StreamingDepthEngine:
                 yield index, depth.numpy()
 
     def raw_windows(
-        self, stream: PaddedStream, first: int = 0, stop: int | None = None
+        self, stream: PaddedStream, first: int = 0, stop: int | None = None, native: bool = False
     ) -> Iterator[RawWindow]:
         """The network's predictions of windows `first`, `first + 1`, ... (before `stop`).
 
@@ -318,6 +337,7 @@ class StreamingDepthEngine:
         it and its own; `stream` must hold those from frame
         `start(first) - key_offset` on. Starting at `first > 0` encodes the
         context slots of that one window afresh; later windows reuse them.
+        `native` keeps the network's resolution (see `RawWindow`).
         """
         w = self.config.window
         if not stream.has_frame(w.start(first)):
@@ -352,8 +372,12 @@ class StreamingDepthEngine:
                     else:
                         old = self._encode(context_inputs)
                     features = [torch.cat([a, b], dim=0) for a, b in zip(old, new_features)]
-                raw = self._predict(inputs, features, slot_frames, out_size)
-                yield RawWindow(index, slot_frames, raw)
+                if native:
+                    raw = self._predict(inputs, features, slot_frames, None)
+                    yield RawWindow(index, slot_frames, raw, frame_size=out_size)
+                else:
+                    raw = self._predict(inputs, features, slot_frames, out_size)
+                    yield RawWindow(index, slot_frames, raw)
 
                 keep = [0, w.key_slot, *range(w.length - w.interp, w.length)]
                 context_inputs = inputs[keep].clone()

@@ -9,6 +9,14 @@ image (Dockerfile) carries the dependencies. A `--config FILE` argument is
 sent inline (`--config '{...}'`, JSON), which the job's config loader reads
 like the file; no `working_dir` is used (a submitted training job lost its
 working directory mid-run on a two-node test cluster).
+
+Authentication: Ray 2.60 turns token authentication on by default when a head
+starts (`ray start --head`), and its Jobs client sends no token unless
+`RAY_AUTH_MODE=token` is set. Here the token is found the way Ray's own CLI
+finds it (`--token-file`, else `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH`, then
+`~/.ray/auth_token`) and sent as `Authorization: Bearer ...`, which a cluster
+without authentication ignores; a cluster that wants a token we do not have
+gives one line saying where to put it.
 """
 
 from __future__ import annotations
@@ -34,10 +42,61 @@ def dashboard_address(address: str | None) -> str:
     return address if "://" in address else f"http://{address}"
 
 
-def client(address: str | None):
+class ClusterAuthError(RuntimeError):
+    """The cluster refused us: one line that says which token to use and where."""
+
+
+def find_token(token_file: str | Path | None = None) -> str | None:
+    """The cluster token, looked for where Ray's own CLI looks; None if there is none."""
+    if token_file is not None:
+        path = Path(token_file).expanduser()
+        if not path.is_file():
+            raise ClusterAuthError(f"--token-file {path} does not exist")
+        return path.read_text().strip() or None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    for candidate in (os.environ.get("RAY_AUTH_TOKEN_PATH"), "~/.ray/auth_token"):
+        if candidate and Path(candidate).expanduser().is_file():
+            return Path(candidate).expanduser().read_text().strip() or None
+    return None
+
+
+def client(address: str | None, token_file: str | Path | None = None):
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(dashboard_address(address))
+    url = dashboard_address(address)
+    token = find_token(token_file)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        return JobSubmissionClient(url, headers=headers)
+    except Exception as error:
+        raise _explain(error, url, token is not None) from error
+
+
+def _explain(error: Exception, url: str, had_token: bool) -> Exception:
+    text = str(error)
+    lowered = text.lower()
+    if "authentication" in lowered or "401" in lowered or "403" in lowered:
+        if had_token:
+            return ClusterAuthError(
+                f"the Ray cluster at {url} rejected the token: use the head node's "
+                "~/.ray/auth_token (`ray get-auth-token` there prints it) with --token-file"
+            )
+        return ClusterAuthError(
+            f"the Ray cluster at {url} requires a token: copy the head node's ~/.ray/auth_token "
+            "here (or pass --token-file FILE, or set RAY_AUTH_TOKEN)"
+        )
+    if "connection" in lowered or "failed to connect" in lowered or "refused" in lowered:
+        return ClusterAuthError(f"cannot reach a Ray Jobs API at {url}: {text.splitlines()[0]}")
+    return error
+
+
+def call(api, method: str, *args, **kwargs):
+    """One Jobs API call with the same one-line errors as `client`."""
+    try:
+        return getattr(api, method)(*args, **kwargs)
+    except Exception as error:
+        raise _explain(error, api.get_address(), bool(getattr(api, "_headers", None))) from error
 
 
 def project_root() -> Path:
@@ -65,9 +124,14 @@ def build_package(workdir: Path) -> Path:
 
 
 def submit(
-    job: str, args: list[str], address: str | None = None, env_vars: dict[str, str] | None = None
+    job: str,
+    args: list[str],
+    address: str | None = None,
+    env_vars: dict[str, str] | None = None,
+    token_file: str | Path | None = None,
 ) -> str:
     """Submit `vda <job> <args>`; returns the submission id."""
+    api = client(address, token_file)  # before the wheel build: a refusal comes at once
     workdir = Path(tempfile.mkdtemp(prefix="vda-submit-"))
     try:
         package = build_package(workdir)
@@ -76,7 +140,9 @@ def submit(
             index = args.index("--config") + 1
             args[index] = json.dumps(yaml.safe_load(Path(args[index]).read_text()) or {})
         entrypoint = " ".join(["python", "-m", "vda.jobs.cli", job, *map(_quote, args)])
-        return client(address).submit_job(
+        return call(
+            api,
+            "submit_job",
             entrypoint=entrypoint,
             runtime_env={"py_modules": [str(package)], "env_vars": dict(env_vars or {})},
         )
@@ -91,14 +157,18 @@ def _quote(text: str) -> str:
 
 
 def follow(
-    submission_id: str, address: str | None = None, out=sys.stdout, poll_s: float = 2.0
+    submission_id: str,
+    address: str | None = None,
+    out=sys.stdout,
+    poll_s: float = 2.0,
+    token_file: str | Path | None = None,
 ) -> str:
     """Print the job's logs as they grow until it ends; returns the final status."""
-    api = client(address)
+    api = client(address, token_file)
     printed = 0
     while True:
-        status = str(api.get_job_status(submission_id)).rsplit(".", 1)[-1]
-        logs = api.get_job_logs(submission_id)
+        status = str(call(api, "get_job_status", submission_id)).rsplit(".", 1)[-1]
+        logs = call(api, "get_job_logs", submission_id)
         if len(logs) > printed:
             out.write(logs[printed:])
             out.flush()

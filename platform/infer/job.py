@@ -91,6 +91,7 @@ def list_videos(config: InferConfig) -> list[dict[str, str]]:
 def check_before_start(config: InferConfig) -> str:
     """Fail before any cluster work on what the driver can see; returns the checkpoint sha256."""
     from vda.model import load_checkpoint
+    from vda.model.checkpoint import CheckpointError
 
     probe = join(config.output, "_tmp", f"_probe-{uuid.uuid4().hex[:8]}")
     try:
@@ -108,7 +109,7 @@ def check_before_start(config: InferConfig) -> str:
     try:
         load_checkpoint(io.BytesIO(data), metric=name.startswith("metric_") or None)
     except Exception as error:
-        raise ValueError(f"checkpoint {config.checkpoint} does not load: {error}") from error
+        raise CheckpointError(f"checkpoint {config.checkpoint} does not load: {error}") from error
     return hashlib.sha256(data).hexdigest()
 
 

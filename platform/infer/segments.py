@@ -8,8 +8,8 @@ they need nothing but the raw windows, in order. So:
 
 1. a segment is windows [first, stop) of one video; an actor seeks to frame
    `start(first) - key_offset` (and reads frame 0), runs the network on its
-   windows and stores each raw window (float32, uncompressed: the stitch must
-   see exactly what the network produced) under
+   windows and stores each raw window at the network's resolution (float32,
+   uncompressed: the stitch must see exactly what the network produced) under
    `<output>/_segments/<video>/<plan>/seg_NNNNN/`, with `_DONE.json` last;
 2. when every segment of a video is done, one ordered pass (`stitch`) feeds
    the raw windows through the same `WindowAligner` the single engine uses
@@ -22,8 +22,12 @@ rerun reuses the segments that are done and redoes only the missing ones; a
 different setting never mixes with them. The last segment is open-ended: a
 container that under-counts its frames still gets every frame.
 
-Storage cost while a video is in flight: 32 float32 maps per 22 frames, about
-5.8x the float16 output's raw size; the folder is deleted after the commit.
+Storage cost while a video is in flight: 32 float32 maps at the network's
+resolution (518 on the short side) per 22 frames, e.g. about 55 MB per window
+for 16:9 video, or 2.5 MB a frame; the folder is deleted after the commit. The
+stitch resizes to the frame size on CPU: on a GPU node that is the one step
+not computed where the single engine computes it (float32 bilinear
+interpolation either way, so they agree to rounding).
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ def encode_window(raw: RawWindow) -> bytes:
         depth=raw.depth.numpy().astype(np.float32, copy=False),
         slot_frames=np.asarray(raw.slot_frames, dtype=np.int64),
         index=np.int64(raw.index),
+        frame_size=np.asarray(raw.frame_size or raw.depth.shape[-2:], dtype=np.int64),
     )
     return buffer.getvalue()
 
@@ -97,6 +102,7 @@ def decode_window(data: bytes) -> RawWindow:
             index=int(arrays["index"]),
             slot_frames=arrays["slot_frames"].tolist(),
             depth=torch.from_numpy(arrays["depth"].copy()),
+            frame_size=tuple(arrays["frame_size"].tolist()),
         )
 
 
@@ -147,7 +153,7 @@ def _windows_to_storage(
         stream = PaddedStream(frames(reader.indexed_frames(from_frame, seek=seek)))
         writer = BackgroundWriter(store, queue_windows)
         try:
-            for raw in engine.raw_windows(stream, first, stop):
+            for raw in engine.raw_windows(stream, first, stop, native=True):
                 writer.write(raw)
         finally:
             writer.join()
@@ -193,7 +199,7 @@ def stitched_windows(
     def windows() -> Iterator[RawWindow]:
         for segment, k in stored:
             uri = join(segment_prefix(output, video_id, plan, segment), f"w_{k:07d}.npz")
-            yield decode_window(read_bytes(uri, settings))
+            yield decode_window(read_bytes(uri, settings)).at_frame_size()
 
     return length, windows()
 

@@ -10,7 +10,9 @@ from helpers import tiny_model
 
 from vda.model.inference import (
     InferenceConfig,
+    PaddedStream,
     StreamingDepthEngine,
+    WindowAligner,
     WindowConfig,
     blend_weights,
     fit_scale_shift,
@@ -173,3 +175,42 @@ def test_engine_holds_about_one_window_of_frames(model):
     for index, _ in engine.run(frames()):
         lags.append(len(consumed) - index)
     assert max(lags) <= 32 + 22  # reads at most one window ahead of what it emits
+
+
+@pytest.mark.parametrize("first", [0, 1, 3])
+def test_windows_run_from_any_window_equal_the_stream_and_native_resizes_to_them(model, first):
+    """The split of long videos rests on this: window k's raw prediction needs only frames,
+    whether the run starts at window 0 or at k (its context encoded afresh)."""
+    frames = _video(100)  # 5 windows; frames are 20 x 26, the network sees 28 x 36
+    engine = StreamingDepthEngine(model, InferenceConfig(input_size=28))
+    whole = list(engine.raw_windows(PaddedStream(enumerate(frames))))
+    start = max(0, first * 22 - 10) if first else 0
+    part = PaddedStream((i, f) for i, f in enumerate(frames) if i == 0 or i >= start)
+    native = list(engine.raw_windows(part, first=first, stop=first + 2, native=True))
+    assert [w.index for w in native] == [first, first + 1]
+    assert native[0].depth.shape[-2:] != (20, 26) and native[0].frame_size == (20, 26)
+    for got, expected in zip(native, whole[first : first + 2]):
+        assert got.slot_frames == expected.slot_frames
+        torch.testing.assert_close(got.at_frame_size().depth, expected.depth, rtol=0, atol=1e-6)
+
+
+def test_aligner_over_raw_windows_is_the_engine(model):
+    frames = _video(77)
+    engine = StreamingDepthEngine(model, InferenceConfig(input_size=28))
+    expected = [d for _, d in engine.run(iter(frames))]
+    aligner = WindowAligner(WindowConfig())
+    got = []
+    for raw in engine.raw_windows(PaddedStream(enumerate(frames))):
+        got += aligner.push(raw)
+    got += aligner.finish()
+    got = [d.numpy() for i, d in got if i < 77]
+    assert len(got) == 77 and all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert [a.index for a in aligner.alignments] == [1, 2, 3]
+    assert all(a.residual >= 0 for a in aligner.alignments)
+    with pytest.raises(ValueError, match="window 3 arrived, window 0 was expected"):
+        WindowAligner(WindowConfig()).push(engine_window(engine, frames, 3))
+
+
+def engine_window(engine, frames, index):
+    stream = PaddedStream(enumerate(frames))
+    return next(w for w in engine.raw_windows(stream) if w.index == index)
