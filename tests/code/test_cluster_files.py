@@ -67,6 +67,39 @@ def test_cluster_job_configs_load_and_fit_the_gpu_nodes():
     )
 
 
+def _actors_per_node(resources: dict, actors) -> int:
+    by_cpu = int(resources["CPU"] // actors.cpus_per_actor) if actors.cpus_per_actor else 10**6
+    by_gpu = (
+        int(resources.get("GPU", 0) // actors.gpus_per_actor) if actors.gpus_per_actor else 10**6
+    )
+    return min(by_cpu, by_gpu)
+
+
+def test_the_infer_config_s_actors_and_stitch_can_be_placed_on_both_cluster_files():
+    """The actors `configs/infer_cluster.yaml` asks for fit the GPU nodes of cluster.yaml and
+    of the KubeRay job (which must autoscale to more than its initial replicas to hold
+    them), with CPU left on a node for the stitch of split videos."""
+    infer = load_config(InferConfig, ROOT / "configs" / "infer_cluster.yaml")
+    actors = infer.actors
+    launcher = [(t["resources"], t["max_workers"]) for t in _gpu_types(_cluster()).values()]
+    job = yaml.safe_load((ROOT / "k8s" / "rayjob-infer.yaml").read_text())["spec"]
+    spec = job["rayClusterSpec"]
+    autoscaling = bool(spec.get("enableInTreeAutoscaling"))
+    kuberay = []
+    for group in spec["workerGroupSpecs"]:
+        params = group["rayStartParams"]
+        resources = {"CPU": float(params["num-cpus"]), "GPU": float(params.get("num-gpus", 0))}
+        kuberay.append((resources, group["maxReplicas"] if autoscaling else group["replicas"]))
+    for name, nodes in (("cluster.yaml", launcher), ("k8s/rayjob-infer.yaml", kuberay)):
+        capacity = sum(_actors_per_node(r, actors) * count for r, count in nodes)
+        assert capacity >= actors.num_actors, (
+            f"{name} holds {capacity} actors, not {actors.num_actors}"
+        )
+        left = max(r["CPU"] - _actors_per_node(r, actors) * actors.cpus_per_actor for r, _ in nodes)
+        assert infer.split.segment_frames == 0 or left >= infer.split.stitch_cpus, name
+    assert autoscaling or sum(g["replicas"] for g in spec["workerGroupSpecs"]) >= actors.num_actors
+
+
 def test_rayjob_manifest_matches_the_cluster_shape():
     job = yaml.safe_load((ROOT / "k8s" / "rayjob-infer.yaml").read_text())
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
