@@ -36,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     infer.add_argument("--side", type=int, default=224, help="video frame side")
     infer.add_argument("--size", default="vits", choices=("tiny", "vits", "vitb", "vitl"))
     infer.add_argument("--input-size", type=int, default=224)
+    infer.add_argument(
+        "--long", action="store_true", help="split long videos: makespan vs the ideal on N actors"
+    )
+    infer.add_argument("--long-frames", type=int, default=1100, help="with --long")
+    infer.add_argument("--short-videos", type=int, default=3, help="with --long")
+    infer.add_argument("--short-frames", type=int, default=110, help="with --long")
+    infer.add_argument("--actors", type=int, default=2, help="with --long")
+    infer.add_argument("--segment-frames", type=int, default=220, help="with --long")
     infer.add_argument("--json", type=Path, help="also write the report here")
 
 
@@ -59,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
         from vda.platform.bench.train import run_train_bench
 
         report = run_train_bench(args.data, args.steps, args.workers, args.size, args.side)
+    elif args.bench == "infer" and args.long:
+        from vda.platform.bench.infer import run_split_bench
+
+        report = run_split_bench(
+            args.long_frames, args.short_videos, args.short_frames, args.actors, args.side,
+            args.size, args.input_size, args.segment_frames,
+        )  # fmt: skip
     elif args.bench == "infer":
         from vda.platform.bench.infer import run_infer_bench
 

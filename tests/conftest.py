@@ -131,6 +131,59 @@ def _node_ports() -> list[str]:
     return [f"{flag}={free_port()}" for flag in flags]
 
 
+def _start_head(env: dict, temp_dir: str, worker_ports: str) -> tuple[subprocess.Popen, int, int]:
+    """`ray start --head --block` in a process group of its own; (process, GCS port, dashboard)."""
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    port, dashboard = free_port(), free_port()
+    low, high = worker_ports.split("-")
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}",
+         f"--min-worker-port={low}", f"--max-worker-port={high}", *_node_ports()],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    return head, port, dashboard
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    import signal
+
+    for process in reversed(processes):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _project_env(**extra: str) -> dict:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **extra}
+    # job entrypoints run `python`: the project's, as a cluster image puts its Python on PATH
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+@pytest.fixture(scope="module")
+def token_cluster(tmp_path_factory):
+    """A head started as a new user starts one, with token authentication on (Ray 2.60's
+    default); its token lives in a file of its own, not in this machine's ~/.ray.
+    Yields (dashboard URL, token file)."""
+    token = tmp_path_factory.mktemp("token-cluster") / "auth_token"
+    token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+    env = _project_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    temp_dir = tempfile.mkdtemp(prefix="raytok", dir="/tmp")
+    head, _, dashboard = _start_head(env, temp_dir, "23000-23999")
+    try:
+        _wait_for_port(dashboard, head, timeout=60)
+        yield f"http://127.0.0.1:{dashboard}", token
+    finally:
+        _stop([head])
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def two_node_cluster(s3_endpoint, tmp_path_factory):
     """A real two-node Ray cluster on this machine: `ray start --head` plus `ray start --address`.
@@ -141,17 +194,8 @@ def two_node_cluster(s3_endpoint, tmp_path_factory):
     """
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     temp_dir = tempfile.mkdtemp(prefix="ray2n", dir="/tmp")
-    port, dashboard = free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    # job entrypoints run `python`: the project's, as a cluster image puts its Python on PATH
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}",
-         "--min-worker-port=21000", "--max-worker-port=21999", *_node_ports()],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    env = _project_env(RAY_AUTH_MODE="disabled")
+    head, port, dashboard = _start_head(env, temp_dir, "21000-21999")
     processes = [head]
     try:
         _wait_for_port(port, head, timeout=60)
@@ -165,16 +209,7 @@ def two_node_cluster(s3_endpoint, tmp_path_factory):
         _wait_for_nodes(f"127.0.0.1:{port}", 2, env)
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", env
     finally:
-        import signal
-
-        for process in reversed(processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        _stop(processes)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

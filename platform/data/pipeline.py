@@ -131,7 +131,7 @@ def build_clip_dataset(
         paths,
         filesystem=filesystem,
         shuffle="files" if (shuffle and train) else None,
-        ray_remote_args={"num_cpus": config.read_cpus},
+        num_cpus=config.read_cpus,  # named: ray_remote_args goes away in Ray 2.64
     )
     return ds.flat_map(
         sample_clips,

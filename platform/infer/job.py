@@ -43,6 +43,8 @@ class InferResult:
     seconds: float
     mlflow_run_id: str | None
     outliers: list[ManifestRow]
+    scheduled_seconds: float = 0.0  # actors started, units run, stitches done: the makespan
+    startup_seconds: float = 0.0  # of which: until every actor had loaded the model
 
     def count(self, status: str) -> int:
         """done / failed (this run or before) or skipped (done by an earlier run)."""
@@ -141,13 +143,18 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
             ray.init(log_to_driver=False, logging_level=logging.WARNING)
         with contextlib.suppress(StorageError):
             delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
-        InferScheduler(config, sha, rows.append, progress).run(todo)
+        scheduled = time.perf_counter()
+        scheduler = InferScheduler(config, sha, rows.append, progress)
+        scheduler.run(todo)
+        scheduled, startup = time.perf_counter() - scheduled, scheduler.startup_s
+    else:
+        scheduled = startup = 0.0
     by_id = {**earlier, **{r.video_id: r for r in rows}}
     ordered = sorted(by_id.values(), key=lambda r: r.video_id)
     outliers = flag_outliers(ordered)
     manifest = write_manifest(config.output, ordered, config.s3)
     seconds = time.perf_counter() - start
-    result = InferResult(ordered, manifest, seconds, None, outliers)
+    result = InferResult(ordered, manifest, seconds, None, outliers, scheduled, startup)
     result.mlflow_run_id = _track(config, result)
     return result
 

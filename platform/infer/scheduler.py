@@ -12,7 +12,8 @@ actor is a plain Ray actor the driver owns:
 - an actor that dies is replaced, and its unit is retried until it has been
   attempted `max_attempts` times; then the video is recorded as failed with
   the reason, and the job goes on;
-- when every segment of a video is done, its stitch runs as a CPU task;
+- a split video's stitch starts as a CPU task with its segments and follows
+  them in order; a segment that fails for good cancels it;
 - a progress line (videos done / failed / to go, frames/s, ETA) every
   `progress_s` seconds and per finished video.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.config import to_dict
@@ -36,8 +37,8 @@ from .worker import VideoDepthWorker, base_row, stitch
 class _Video:
     unit: dict[str, Any]
     plan: str | None = None
-    records: list[dict[str, Any] | None] = field(default_factory=list)
     failed: str | None = None
+    stitch: Any = None  # the stitch task's ref, while it runs
 
 
 class InferScheduler:
@@ -67,6 +68,7 @@ class InferScheduler:
         )
         self._config_dict = to_dict(config)
         self.model: dict[str, Any] = {}
+        self.startup_s = 0.0  # until every actor had loaded the model
 
     def _new_actor(self):
         return self._actor_class.remote(self._config_dict, self.sha)
@@ -77,6 +79,10 @@ class InferScheduler:
         videos = {u["video_id"]: _Video(dict(u)) for u in units}
         size = max(1, min(self.config.actors.num_actors, len(units)))
         idle = [self._new_actor() for _ in range(size)]
+        started = time.monotonic()
+        # model loads; measured apart from the work (an actor that cannot start fails here)
+        self.model = ray.get([actor.ready.remote() for actor in idle])[0]
+        self.startup_s = time.monotonic() - started
         running: dict[Any, tuple[Any, dict[str, Any]]] = {}  # ref -> (actor, unit)
         stitching: dict[Any, str] = {}  # ref -> video id
         self._started = time.monotonic()
@@ -129,10 +135,10 @@ class InferScheduler:
             video.plan = result["plan"]
             plan = result["segments"]
             # segments done by an earlier run (same plan key) are not redone
-            video.records = read_records(
+            records = read_records(
                 self.config.output, unit["video_id"], video.plan, len(plan), self.config.s3
             )
-            todo = [i for i, record in enumerate(video.records) if record is None]
+            todo = [i for i, record in enumerate(records) if record is None]
             self.progress(
                 f"vda infer: {unit['video_id']}: split into {len(plan)} segments"
                 + (f" ({len(plan) - len(todo)} done before)" if len(todo) < len(plan) else "")
@@ -143,23 +149,18 @@ class InferScheduler:
                     {**video.unit, "kind": "segment", "segment": i, "first": first, "stop": stop,
                      "plan": video.plan, "attempt": 1}
                 )  # fmt: skip
-            video.unit["segment_count"] = len(plan)
-            return self._maybe_stitch(video)
-        elif kind == "segment":
-            record = dict(result["record"], attempts=unit["attempt"])
-            video.records[unit["segment"]] = record
-            return self._maybe_stitch(video)
+            video.stitch = self._stitch.remote(
+                self._config_dict, dict(video.unit, plan=video.plan), len(plan), self.model
+            )
+            return video.stitch
         elif kind == "segment_failed":
             self._unit_failed(unit, result["error"], videos)
-        return None
-
-    def _maybe_stitch(self, video: _Video):
-        if video.failed is not None or any(r is None for r in video.records):
-            return None
-        unit = dict(video.unit, plan=video.plan)
-        return self._stitch.remote(self._config_dict, unit, video.records, self.model)
+        return None  # a finished segment: its stitch reads the record from storage
 
     def _finish_stitch(self, ref, video: _Video) -> None:
+        video.stitch = None
+        if video.failed is not None:
+            return  # cancelled: a segment failed, and the row says why
         try:
             result = self.ray.get(ref)
             row = ManifestRow.from_dict(result["row"])
@@ -188,6 +189,8 @@ class InferScheduler:
         if video.failed is not None:
             return  # another segment already failed this video
         video.failed = reason
+        if video.stitch is not None:  # it would wait for the failed segment forever
+            self.ray.cancel(video.stitch, force=True)
         self._emit(self._failed_row(unit, reason, attempts or unit["attempt"]))
 
     def _failed_row(self, unit, reason: str, attempts: int = 1) -> ManifestRow:

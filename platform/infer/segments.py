@@ -11,9 +11,11 @@ they need nothing but the raw windows, in order. So:
    windows and stores each raw window at the network's resolution (float32,
    uncompressed: the stitch must see exactly what the network produced) under
    `<output>/_segments/<video>/<plan>/seg_NNNNN/`, with `_DONE.json` last;
-2. when every segment of a video is done, one ordered pass (`stitch`) feeds
-   the raw windows through the same `WindowAligner` the single engine uses
-   and writes the outputs through the same writers, then commits the video.
+2. one ordered pass (`stitch`, a CPU task started with the segments) takes
+   the segments' records in order as they land, feeds their raw windows
+   through the same `WindowAligner` the single engine uses, writes the
+   outputs through the same writers and commits the video after the last
+   one: the stitch runs beside the segments, not after them.
 
 Key frame 0 and the alignment chain are therefore the single engine's own.
 The plan key hashes everything that changes a raw window (video, checkpoint,
@@ -35,14 +37,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 
-from vda.model.inference import PaddedStream, RawWindow, StreamingDepthEngine, WindowConfig
+from vda.model.inference import (
+    PaddedStream,
+    RawWindow,
+    StreamingDepthEngine,
+    WindowAligner,
+    WindowConfig,
+)
 
 from ..storage import S3Settings, join, read_bytes, write_bytes
 from ..storage.objects import delete
@@ -116,6 +124,7 @@ def run_segment(
     seek: bool = True,
     queue_windows: int = 2,
     frames: Callable[[Iterator], Iterator] = lambda it: it,
+    attempt: int = 1,
 ) -> dict[str, Any]:
     """Run the network on windows [first, stop) and store them under `prefix`.
 
@@ -136,6 +145,7 @@ def run_segment(
             engine, open_reader, first, stop, prefix, settings, False, from_frame, queue_windows,
             frames,
         )  # fmt: skip
+    record["attempt"] = attempt
     write_bytes(join(prefix, DONE), json.dumps(record).encode(), settings)
     return record
 
@@ -157,51 +167,101 @@ def _windows_to_storage(
                 writer.write(raw)
         finally:
             writer.join()
-        length = stream.length
-    return {"first": first, "stop": stop, "windows": stored, "length": length}
+    return {
+        "first": first,
+        "stop": stop,
+        "windows": stored,
+        "length": known_length(stream, from_frame),
+    }
+
+
+def known_length(stream: PaddedStream, from_frame: int) -> int | None:
+    """The video's length if this segment's stream proved it, else None.
+
+    A segment's stream holds frame 0 and the frames from `from_frame` on; if
+    none of the latter exist (the plan over-estimated the video), the stream
+    ended after frame 0, which says nothing about the length.
+    """
+    if stream.length is None or (from_frame > 1 and stream.length <= from_frame):
+        return None
+    return stream.length
+
+
+def read_record(
+    output: str, video_id: str, plan: str, segment: int, settings: S3Settings | None = None
+) -> dict[str, Any] | None:
+    """A segment's `_DONE.json` record, or None while the segment is not done."""
+    uri = join(segment_prefix(output, video_id, plan, segment), DONE)
+    try:
+        return json.loads(read_bytes(uri, settings))
+    except Exception:  # not there (or torn): the segment is to do
+        return None
 
 
 def read_records(
     output: str, video_id: str, plan: str, count: int, settings: S3Settings | None = None
 ) -> list[dict[str, Any] | None]:
-    """Each segment's `_DONE.json` record, or None where the segment is not done."""
-    records: list[dict[str, Any] | None] = []
-    for segment in range(count):
-        uri = join(segment_prefix(output, video_id, plan, segment), DONE)
-        try:
-            records.append(json.loads(read_bytes(uri, settings)))
-        except Exception:  # not there (or torn): the segment is to do
-            records.append(None)
-    return records
+    return [read_record(output, video_id, plan, i, settings) for i in range(count)]
 
 
-def stitched_windows(
-    output: str,
-    video_id: str,
-    plan: str,
-    records: list[dict[str, Any]],
-    window: WindowConfig,
-    settings: S3Settings | None = None,
-) -> tuple[int, Iterator[RawWindow]]:
-    """(video length, the raw windows 0, 1, ... in order), checked for completeness."""
-    lengths = {r["length"] for r in records if r["length"] is not None}
-    if len(lengths) != 1:
-        raise RuntimeError(f"segments of {video_id!r} disagree on the video length: {lengths}")
-    (length,) = lengths
-    expected = window.window_count(length)
-    stored = [(segment, k) for segment, r in enumerate(records) for k in r["windows"]]
-    if [k for _, k in stored] != list(range(expected)):
-        raise RuntimeError(
-            f"segments of {video_id!r} hold windows {[k for _, k in stored][:5]}..., "
-            f"not 0..{expected - 1}"
-        )
+def stitched_frames(
+    records: Iterable[dict[str, Any]],
+    load: Callable[[int, int], RawWindow],
+    aligner: WindowAligner,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Final (frame, depth) pairs of a split video, from its segments' records in order.
 
-    def windows() -> Iterator[RawWindow]:
-        for segment, k in stored:
-            uri = join(segment_prefix(output, video_id, plan, segment), f"w_{k:07d}.npz")
-            yield decode_window(read_bytes(uri, settings)).at_frame_size()
+    Streaming: a segment's windows are aligned as soon as its record arrives,
+    so the stitch runs beside the segments still computing, not after them. A
+    frame leaves once it is known to be real: window k runs only if frame
+    start(k) exists, which bounds the length from below; the segment that
+    reached the end says the length exactly, and padding is dropped then.
+    `load(segment, window)` reads a stored raw window.
+    """
+    window = aligner.window
+    length: int | None = None
+    bound = 0
+    expected = 0
+    held: list[tuple[int, torch.Tensor]] = []
 
-    return length, windows()
+    def release():
+        limit = length if length is not None else bound
+        nonlocal held
+        ready = [(i, d) for i, d in held if i < limit]
+        held = [(i, d) for i, d in held if i >= limit]
+        return ready
+
+    for segment, record in enumerate(records):
+        if record["length"] is not None:
+            if length is not None and length != record["length"]:
+                raise RuntimeError(f"segments disagree on the video length: {length}, {record}")
+            length = record["length"]
+        for k in record["windows"]:
+            if k != expected:
+                raise RuntimeError(f"segment {segment} holds window {k}, window {expected} was due")
+            expected += 1
+            bound = max(bound, window.start(k) + 1)
+            held += aligner.push(load(segment, k))
+            for index, depth in release():
+                yield index, depth.numpy()
+    if length is None:
+        raise RuntimeError("no segment reached the end of the video")
+    if expected != window.window_count(length):
+        raise RuntimeError(f"segments hold {expected} windows, the video needs "
+                           f"{window.window_count(length)}")  # fmt: skip
+    held += aligner.finish()
+    for index, depth in release():
+        yield index, depth.numpy()
+
+
+def window_loader(
+    output: str, video_id: str, plan: str, settings: S3Settings | None = None
+) -> Callable[[int, int], RawWindow]:
+    def load(segment: int, k: int) -> RawWindow:
+        uri = join(segment_prefix(output, video_id, plan, segment), f"w_{k:07d}.npz")
+        return decode_window(read_bytes(uri, settings)).at_frame_size()
+
+    return load
 
 
 def drop_segments(output: str, video_id: str, settings: S3Settings | None = None) -> None:

@@ -237,6 +237,7 @@ class VideoDepthWorker:
                 config.s3,
                 seek=config.split.seek,
                 frames=lambda frames: self._maybe_die(threaded(frames, config.decode_prefetch)),
+                attempt=unit.get("attempt", 1),
             )
             record["seconds"] = time.perf_counter() - start
             return {"kind": "segment", "record": record, "model": self.model}
@@ -295,36 +296,35 @@ def _alignments(alignments) -> list[dict[str, float]]:
 
 
 def stitch(
-    config_dict: dict[str, Any], unit: dict[str, Any], records: list[dict[str, Any]], model: dict
+    config_dict: dict[str, Any], unit: dict[str, Any], count: int, model: dict, poll_s: float = 0.5
 ) -> dict[str, Any]:
-    """The ordered pass over a split video's raw windows: align, blend, write, commit.
+    """The ordered pass over a split video: align, blend, write and commit, as segments land.
 
-    It runs as a CPU task: the model is not needed, only the windows the
-    segments stored and the video's header (and its frames for side-by-side).
+    It runs as a CPU task beside the segments (the model is not needed: only
+    the windows the segments store, the video's header, and its frames for
+    side-by-side), waiting for each segment's record in turn; the scheduler
+    cancels it if a segment fails for good.
     """
     config = build(InferConfig, config_dict)
-    video, video_id = unit["video"], unit["video_id"]
+    video, video_id, plan = unit["video"], unit["video_id"], unit["plan"]
     row = base_row(unit, config, model)
-    row.segments = len(records)
-    row.attempts = max(r.get("attempts", 1) for r in records)
+    row.segments = count
     commit = OutputCommit(config.output, video_id, config.s3)
     start = time.perf_counter()
-    window = WindowConfig()
+    records: list[dict[str, Any]] = []
+
+    def in_order() -> Iterator[dict[str, Any]]:
+        for segment in range(count):
+            while (
+                record := segments.read_record(config.output, video_id, plan, segment, config.s3)
+            ) is None:
+                time.sleep(poll_s)
+            records.append(record)
+            yield record
+
     try:
-        length, windows = segments.stitched_windows(
-            config.output, video_id, unit["plan"], records, window, config.s3
-        )
-        aligner = WindowAligner(window, metric=model["metric"])
-
-        def depths() -> Iterator[tuple[int, np.ndarray]]:
-            for raw in windows:
-                for index, depth in aligner.push(raw):
-                    if index < length:
-                        yield index, depth.numpy()
-            for index, depth in aligner.finish():
-                if index < length:
-                    yield index, depth.numpy()
-
+        aligner = WindowAligner(WindowConfig(), metric=model["metric"])
+        load = segments.window_loader(config.output, video_id, plan, config.s3)
         with (
             open_input(video, config.s3) as stream,
             open_video(stream, config.decode, name=video) as reader,
@@ -335,22 +335,25 @@ def stitch(
             )  # fmt: skip
             rgb = _frame_lookup(reader) if config.outputs.side_by_side else None
             produced = write_depths(
-                depths(),
+                segments.stitched_frames(in_order(), load, aligner),
                 outputs,
                 metadata=lambda: video_metadata(
-                    config, model, alignments=_alignments(aligner.alignments), segments=len(records)
+                    config, model, alignments=_alignments(aligner.alignments), segments=count
                 ),
                 rgb=rgb,
                 background=config.writer.background,
                 queue_frames=config.writer.queue_frames,
             )
             info = reader.info
+        # the row's seconds: the segments' compute plus the stitch's tail after the last one
         compute = sum(r.get("seconds", 0.0) for r in records)
-        finish_row(row, produced, info, aligner.alignments, compute + time.perf_counter() - start)
+        finish_row(row, produced, info, aligner.alignments, compute)
+        row.attempts = max(r.get("attempt", 1) for r in records)
         commit.commit(row)
         segments.drop_segments(config.output, video_id, config.s3)
     except Exception as error:
         row.status, row.error = "failed", f"stitch: {type(error).__name__}: {error}"
+        row.seconds = time.perf_counter() - start
         record_failure(config.output, row, config.s3)
     finally:
         commit.cleanup()

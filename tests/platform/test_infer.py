@@ -171,6 +171,11 @@ def test_poison_video_that_kills_its_actor_every_time_is_recorded_and_the_rest_f
     assert main(argv) == 0  # failures alone do not fail the job...
     printed = capsys.readouterr()
     assert f"{GOOD - 1} done, {len(BROKEN) + 1} failed" in printed.out
+    # archive-wide progress: counts, rate and ETA, and the retry said as it happens
+    total = GOOD + len(BROKEN)
+    assert f"[1/{total}]" in printed.out and f"[{total}/{total}]" in printed.out
+    assert "to go;" in printed.out and "frames/s; ETA" in printed.out
+    assert "b/clip2: the actor died (attempt 1 of 2); retrying" in printed.out
     manifest = pq.read_table(io.BytesIO(read_bytes(f"s3://{bucket}/depth-poison/manifest.parquet")))
     rows = {r["video_id"]: r for r in manifest.to_pylist()}
     poison = rows["b/clip2"]

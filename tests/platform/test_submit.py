@@ -64,54 +64,14 @@ def test_submitted_training_and_bulk_depth_jobs_succeed(
     assert depth.shape == (10, 28, 42)
 
 
-@pytest.fixture(scope="module")
-def token_cluster(tmp_path_factory):
-    """A head started as a new user starts one, with token authentication on (Ray 2.60's
-    default); its token lives in a file of its own, not in this machine's ~/.ray."""
-    import contextlib
-    import os
-    import signal
-    import subprocess
-    import sys
-    import uuid
-
-    from conftest import _node_ports, _wait_for_port
-    from helpers import free_port
-
-    folder = tmp_path_factory.mktemp("token-cluster")
-    token = folder / "auth_token"
-    token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
-    port, dashboard = free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--ray-client-server-port={free_port()}", f"--temp-dir={tempfile_dir()}",
-         "--min-worker-port=23000", "--max-worker-port=23999", *_node_ports()],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        _wait_for_port(dashboard, head, timeout=60)
-        yield f"http://127.0.0.1:{dashboard}", token
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-
-
-def tempfile_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="raytok", dir="/tmp")
-
-
-def test_submit_status_and_logs_with_token_authentication(token_cluster, tmp_path, capsys):
+def test_submit_status_and_logs_with_token_authentication(
+    token_cluster, tmp_path, capsys, monkeypatch
+):
     dashboard, token = token_cluster
+    # a user with no token of their own (this machine's ~/.ray may hold another cluster's)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
     videos = tmp_path / "videos"
     videos.mkdir()
     write_mp4v(videos / "v.mp4", moving_frames(8, 28, 42, seed=2), fps=10)
