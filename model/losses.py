@@ -11,11 +11,20 @@ whole clip) without valid pixels contributes nothing, and a batch without any
 gives exactly 0 rather than NaN. Everything is computed in fp32 with autocast
 disabled: fp16 underflows the eps terms and bf16 loses the medians.
 
+The defaults reproduce the official release's `VideoDepthLoss` (loss/loss.py)
+term for term, since the released weights were trained with it:
+`SSI + 10 * TGM` (`stable_scale = 10`), the SSI normalisation's median taken
+over `mask * target` on every pixel of a frame (masked-out pixels count as
+zeros; `median: valid` takes the median of valid pixels only, as MiDaS
+describes it), the TGM threshold 5% of the target range of the *later* frame
+of each pair, and trimming (0 there) over the smallest residuals of the whole
+batch, divided by the batch's valid-pixel count.
+
 TGM variants (`LossConfig.tgm_variant`):
 - `paper`: `| |d_{i+1}-d_i| - |g_{i+1}-g_i| |` on pixels valid in both frames
   whose target changes by less than an absolute threshold (0.05).
 - `official` (the default): signed differences `|(d_{i+1}-d_i) - (g_{i+1}-g_i)|`,
-  masked where the target change is below 5% of frame i's target range.
+  masked where the target change is below 5% of frame i+1's target range.
 Both first map the prediction onto the target with one least-squares scale and
 shift per clip, because a relative-disparity prediction has no scale of its
 own to compare temporal changes against. The official variant is the default
@@ -36,19 +45,24 @@ import torch
 EPS = 1e-6  # representable in fp32 (and fp16); 1e-8 would underflow in half precision
 
 TGMVariant = Literal["official", "paper"]
+MedianMode = Literal["official", "valid"]
 
 
 @dataclass
 class LossConfig:
-    """Weights and switches of the training loss (`alpha * TGM + beta * SSI`)."""
+    """Weights and switches of the training loss (`alpha * TGM + beta * SSI`).
+
+    Defaults: the official release's `VideoDepthLoss`.
+    """
 
     ssi_weight: float = 1.0  # beta
-    tgm_weight: float = 1.0  # alpha
+    tgm_weight: float = 10.0  # alpha: the official `stable_scale`
     gradient_weight: float = 0.5  # the multi-scale gradient term inside SSI
     gradient_scales: int = 4
-    trim: float = 0.0  # share of the largest SSI residuals dropped per frame (MiDaS: 0.2)
+    trim: float = 0.0  # share of the batch's largest SSI residuals dropped (MiDaS: 0.2)
+    median: MedianMode = "official"  # official: median of mask * target over all pixels
     tgm_variant: TGMVariant = "official"
-    tgm_threshold: float = 0.05  # paper: absolute; official: relative to the frame's range
+    tgm_threshold: float = 0.05  # paper: absolute; official: relative to the later frame's range
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.trim < 1.0:
@@ -59,6 +73,8 @@ class LossConfig:
             )
         if self.gradient_scales < 1:
             raise ValueError("loss.gradient_scales must be at least 1")
+        if self.median not in ("official", "valid"):
+            raise ValueError(f"loss.median must be 'official' or 'valid', got {self.median!r}")
 
 
 def depth_to_disparity(depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -85,29 +101,43 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, median, torch.zeros_like(median))
 
 
-def normalise_per_frame(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def normalise_per_frame(
+    values: torch.Tensor, mask: torch.Tensor, median: MedianMode = "official"
+) -> torch.Tensor:
     """(x - median) / mean|x - median| over each frame's valid pixels (MiDaS normalisation).
 
-    values, mask: (N, P). Invalid pixels come out as 0.
+    values, mask: (N, P). Invalid pixels come out as 0. `median="official"`
+    takes the (lower) median of `mask * values` over all P pixels, as the
+    official code does, so masked-out pixels count as zeros; `"valid"` takes
+    it over the valid pixels only. A frame with no valid pixel has median 0.
     """
     maskf = mask.to(values.dtype)
-    shift = masked_median(values, mask).unsqueeze(1)
+    if median == "official":
+        any_valid = mask.any(dim=1)
+        everything = torch.ones_like(mask)
+        shift = torch.where(any_valid, masked_median(values * maskf, everything), 0.0)
+        shift = shift.unsqueeze(1)
+    else:
+        shift = masked_median(values, mask).unsqueeze(1)
     count = maskf.sum(dim=1, keepdim=True)
     scale = ((values - shift).abs() * maskf).sum(dim=1, keepdim=True) / count.clamp_min(1)
     return (values - shift) / scale.clamp_min(EPS) * maskf
 
 
 def _trimmed_abs_residual(residual: torch.Tensor, mask: torch.Tensor, trim: float):
-    """Sum of the smallest (1 - trim) share of each frame's |residual|, and their count."""
+    """(sum of the smallest (1 - trim) share of the batch's valid |residual|, valid count).
+
+    As the official `TrimmedMAELoss`: one sort over every valid pixel of the
+    batch (not per frame), `int(n * (1 - trim))` kept, and the sum divided
+    by all n valid pixels, not by the kept ones.
+    """
     absolute = residual.abs()
     if trim <= 0.0:
         return (absolute * mask).sum(), mask.sum()
-    filled = torch.where(mask, absolute, torch.full_like(absolute, float("inf")))
-    ordered, _ = filled.sort(dim=1)
-    keep = torch.floor(mask.sum(dim=1, keepdim=True) * (1.0 - trim))
-    rank = torch.arange(ordered.shape[1], device=ordered.device).unsqueeze(0)
-    kept = rank < keep
-    return torch.where(kept, ordered, torch.zeros_like(ordered)).sum(), kept.sum()
+    values = absolute[mask]
+    keep = int(values.numel() * (1.0 - trim))
+    ordered, _ = values.sort()
+    return ordered[:keep].sum(), mask.sum()
 
 
 def gradient_matching(residual: torch.Tensor, mask: torch.Tensor, scales: int) -> torch.Tensor:
@@ -144,8 +174,8 @@ def ssi_loss(
         prediction, target = _fp32(prediction, target)
         height, width = prediction.shape[-2:]
         mask = mask.bool().reshape(-1, height * width)
-        pred_n = normalise_per_frame(prediction.reshape(-1, height * width), mask)
-        target_n = normalise_per_frame(target.reshape(-1, height * width), mask)
+        pred_n = normalise_per_frame(prediction.reshape(-1, height * width), mask, config.median)
+        target_n = normalise_per_frame(target.reshape(-1, height * width), mask, config.median)
         residual = pred_n - target_n
         total_abs, count = _trimmed_abs_residual(residual, mask, config.trim)
         mae = total_abs / count.clamp_min(1)
@@ -206,7 +236,8 @@ def tgm_loss(
             high = torch.where(mask, target, torch.full_like(target, -float("inf"))).amax((2, 3))
             low = torch.where(mask, target, torch.full_like(target, float("inf"))).amin((2, 3))
             frame_range = torch.nan_to_num(high - low, nan=0.0, posinf=0.0, neginf=0.0)
-            limit = config.tgm_threshold * frame_range[:, :-1, None, None]
+            # official: `target_th[:, 1:]`, the range of the later frame of each pair
+            limit = config.tgm_threshold * frame_range[:, 1:, None, None]
             pair = pair & (d_target.abs() < limit)
             residual = (d_pred - d_target).abs()
         pairf = pair.to(residual.dtype)

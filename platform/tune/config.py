@@ -4,7 +4,7 @@
     base: train_small.yaml           # a training config file (relative to this file)
     train: {epochs: 4}               # overrides on top of the base
     space:
-      loss.tgm_weight: {grid: [0.0, 1.0, 10.0]}
+      loss.tgm_weight: {grid: [0.0, 10.0, 30.0]}
       data.clip.clip_len: {choice: [16, 24, 32]}
       optim.lr: {loguniform: [1.0e-5, 1.0e-3]}
     metric: val_abs_rel

@@ -15,6 +15,8 @@ from vda.model.losses import (
     total_loss,
 )
 
+VALID = LossConfig(median="valid")  # the MiDaS normalisation: median of valid pixels only
+
 
 def _ssi_clip():
     """3 frames of 4x4: frame 0 has 4 valid pixels in its top row, frame 1 none, frame 2 all."""
@@ -38,7 +40,7 @@ def test_ssi_hand_computed_single_frame():
     # MAD 0.75 -> [0, 0, 4/3, 8/3]; residual [1, 0, 1/3, 2/3]: MAE 2/4 = 0.5.
     # gradients: scale 0: (1 + 1/3 + 1/3) / 4 valid = 5/12; scale 1 (pixels 0, 2):
     # |1/3 - 1| / 2 = 1/3; scales 2, 3 have one pixel: 0. Sum 0.75.
-    terms = ssi_loss(pred[:, :1], target[:, :1], mask[:, :1])
+    terms = ssi_loss(pred[:, :1], target[:, :1], mask[:, :1], VALID)
     assert terms["ssi_mae"].item() == pytest.approx(0.5, abs=1e-6)
     assert terms["ssi_grad"].item() == pytest.approx(0.75, abs=1e-6)
     assert terms["ssi"].item() == pytest.approx(0.5 + 0.5 * 0.75, abs=1e-6)
@@ -49,17 +51,67 @@ def test_ssi_hand_computed_three_frames_batch_reduction():
     # Batch-based reduction: the perfect 16-pixel frame adds 16 to the MAE
     # denominator; the empty frame adds nothing. MAE = 2 / 20 = 0.1.
     # gradients: scale 0: (5/3) / 20; scale 1: (2/3) / (2 + 4); others 0 -> 1/12 + 1/9.
-    terms = ssi_loss(pred, target, mask)
+    terms = ssi_loss(pred, target, mask, VALID)
     assert terms["ssi_mae"].item() == pytest.approx(0.1, abs=1e-6)
     assert terms["ssi_grad"].item() == pytest.approx(1 / 12 + 1 / 9, abs=1e-6)
     assert terms["ssi"].item() == pytest.approx(0.1 + 0.5 * (1 / 12 + 1 / 9), abs=1e-6)
 
 
-def test_ssi_trimming_drops_the_largest_residuals():
+def test_official_loss_trimming_drops_the_batch_s_largest_residuals():
     pred, target, mask = _ssi_clip()
-    # residuals [1, 0, 1/3, 2/3]; trim 0.25 keeps floor(4 * 0.75) = 3 smallest: sum 1 / 3.
-    terms = ssi_loss(pred[:, :1], target[:, :1], mask[:, :1], LossConfig(trim=0.25))
-    assert terms["ssi_mae"].item() == pytest.approx(1 / 3, abs=1e-6)
+    trim = LossConfig(trim=0.25, median="valid")
+    # residuals [1, 0, 1/3, 2/3]; trim 0.25 keeps int(4 * 0.75) = 3 smallest (sum 1), and
+    # the official reduction divides by all 4 valid pixels: 0.25.
+    terms = ssi_loss(pred[:, :1], target[:, :1], mask[:, :1], trim)
+    assert terms["ssi_mae"].item() == pytest.approx(0.25, abs=1e-6)
+    # over the clip: 20 valid residuals (16 zeros of the perfect frame); int(20 * 0.75) = 15
+    # smallest are all zeros: 0. Trimming per frame would have kept 1/3 + 2/3 (1/15).
+    assert ssi_loss(pred, target, mask, trim)["ssi_mae"].item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_official_loss_median_counts_masked_pixels_as_zeros():
+    pred, target, mask = _ssi_clip()
+    # frame 0: 4 valid pixels of 16. mask * target = [1, 2, 3, 4, 0 x 12]: lower median 0,
+    # so m = 0, s = 10/4 -> target [2, 4, 6, 8] / 5; prediction m = 0, s = 11/4 ->
+    # [8, 8, 12, 16] / 11. Residual [18, -4, -6, -8] / 55: MAE 36/55/4 = 9/55.
+    official = ssi_loss(pred[:, :1], target[:, :1], mask[:, :1], LossConfig(median="official"))
+    assert official["ssi_mae"].item() == pytest.approx(9 / 55, abs=1e-6)
+    # the valid-pixel median (2) gives the MiDaS value of the test above, 0.5
+    valid = ssi_loss(pred[:, :1], target[:, :1], mask[:, :1], VALID)
+    assert valid["ssi_mae"].item() == pytest.approx(0.5, abs=1e-6)
+    # with every pixel valid the two medians agree
+    full = torch.ones_like(mask)
+    assert ssi_loss(pred, target, full)["ssi"].item() == pytest.approx(
+        ssi_loss(pred, target, full, VALID)["ssi"].item(), abs=1e-6
+    )
+
+
+def test_official_loss_tgm_threshold_is_the_later_frame_s_range():
+    # groups A (h = 0) and B (h = 1), 8 pixels each. Target: frame 0 A 1.0, B 1.1 (range
+    # 0.1: 5% = 0.005); frame 1 A 1.05, B 3.05 (range 2: 5% = 0.1). Target changes: A 0.05,
+    # B 1.95. Only A passes, and only under the later frame's threshold (0.05 < 0.1; the
+    # earlier frame's 0.005 would exclude every pixel and give 0). The prediction does not
+    # move on A (1.0, 1.0), so after any per-clip fit its change there is 0: TGM = 0.05.
+    h = torch.zeros(4, 4)
+    h[:, 2:] = 1.0
+    target = torch.stack([1.0 + 0.1 * h, 1.05 + 2.0 * h]).unsqueeze(0)
+    pred = torch.stack([1.0 + 0.1 * h, 1.0 + 2.05 * h]).unsqueeze(0)
+    mask = torch.ones_like(target, dtype=torch.bool)
+    assert tgm_loss(pred, target, mask).item() == pytest.approx(0.05, abs=1e-6)
+
+
+def test_official_loss_default_config_is_ssi_plus_ten_tgm():
+    config = LossConfig()
+    assert (config.ssi_weight, config.tgm_weight, config.trim) == (1.0, 10.0, 0.0)
+    assert (config.median, config.tgm_variant, config.tgm_threshold) == ("official",) * 2 + (0.05,)
+    generator = torch.Generator().manual_seed(6)
+    target = 1 + 0.02 * torch.rand(1, 3, 6, 6, generator=generator)
+    pred = torch.rand(1, 3, 6, 6, generator=generator)
+    mask = torch.rand(1, 3, 6, 6, generator=generator) > 0.3  # partial: the median matters
+    terms = total_loss(pred, target, mask)
+    assert terms["tgm"].item() > 0 and terms["ssi"].item() > 0
+    assert terms["loss"].item() == pytest.approx((terms["ssi"] + 10 * terms["tgm"]).item())
+    assert terms["ssi"].item() == pytest.approx(ssi_loss(pred, target, mask)["ssi"].item())
 
 
 def test_masked_median_is_the_lower_median_of_valid_entries():
@@ -74,9 +126,19 @@ def test_ssi_is_invariant_to_positive_affine_maps_of_the_prediction(a, b):
     pred = torch.rand(2, 3, 8, 8, generator=generator) + 0.1
     target = torch.rand(2, 3, 8, 8, generator=generator) + 0.1
     mask = torch.rand(2, 3, 8, 8, generator=generator) > 0.2
-    base = ssi_loss(pred, target, mask)["ssi"]
-    moved = ssi_loss(a * pred + b, target, mask)["ssi"]
+    base = ssi_loss(pred, target, mask, VALID)["ssi"]
+    moved = ssi_loss(a * pred + b, target, mask, VALID)["ssi"]
     assert moved.item() == pytest.approx(base.item(), rel=1e-5)
+    # the official median is scale-invariant, and shift-invariant only where every pixel is
+    # valid: masked pixels count as zeros, and zeros do not shift with the prediction
+    full = torch.ones_like(mask)
+    official = ssi_loss(pred, target, full)["ssi"]
+    assert ssi_loss(a * pred + b, target, full)["ssi"].item() == pytest.approx(
+        official.item(), rel=1e-5
+    )
+    assert ssi_loss(a * pred, target, mask)["ssi"].item() == pytest.approx(
+        ssi_loss(pred, target, mask)["ssi"].item(), rel=1e-5
+    )
 
 
 def test_ssi_is_zero_for_a_perfect_affine_prediction_and_gradient_ignores_offsets():
