@@ -35,6 +35,9 @@ class ClipConfig:
     windows_per_chunk: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
+    # clips mixed across chunks and files before batching (0: off). Files are shuffled
+    # when read, but a chunk's clips would otherwise sit side by side in one batch
+    shuffle_buffer_clips: int = 8
     decode_cpus: float = 0.5  # fractional: a pool that takes every CPU starves the read tasks
     read_cpus: float = 0.5  # per parquet read task; below 1 so reads fit beside fractional workers
 

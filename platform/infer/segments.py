@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -133,6 +134,7 @@ def run_segment(
     on a thread beside the model (`queue_windows` bound the memory).
     """
     w = engine.config.window
+    started = time.perf_counter()
     delete(prefix, settings)  # a dead attempt's windows
     from_frame = max(0, w.start(first) - w.key_offset) if first else 0
     try:
@@ -146,6 +148,7 @@ def run_segment(
             frames,
         )  # fmt: skip
     record["attempt"] = attempt
+    record["seconds"] = time.perf_counter() - started  # the stitch sums these into the row
     write_bytes(join(prefix, DONE), json.dumps(record).encode(), settings)
     return record
 

@@ -221,7 +221,6 @@ class VideoDepthWorker:
     def _segment(self, unit: dict[str, Any]) -> dict[str, Any]:
         config = self.config
         video, video_id = unit["video"], unit["video_id"]
-        start = time.perf_counter()
         try:
             self._maybe_crash(video_id, unit["segment"])
 
@@ -239,7 +238,6 @@ class VideoDepthWorker:
                 frames=lambda frames: self._maybe_die(threaded(frames, config.decode_prefetch)),
                 attempt=unit.get("attempt", 1),
             )
-            record["seconds"] = time.perf_counter() - start
             return {"kind": "segment", "record": record, "model": self.model}
         except Exception as error:
             message = (

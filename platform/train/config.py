@@ -74,3 +74,9 @@ class TrainConfig:
             raise ValueError("epochs and steps_per_epoch must be at least 1")
         if self.num_workers < 1:
             raise ValueError("num_workers must be at least 1")
+        if not self.model.freeze_encoder and self.trainable != "all":
+            raise ValueError(
+                f"model.freeze_encoder=false contradicts trainable={self.trainable} (which "
+                "freezes the encoder): set trainable=all to train the encoder, or drop "
+                "model.freeze_encoder"
+            )

@@ -194,8 +194,16 @@ class HeadTrainer:
     def train_epoch(self, shard) -> dict[str, float]:
         config = self.config
         self.model.train()
+        clip = config.data.clip
         batches = iter(
-            shard.iter_torch_batches(batch_size=config.data.clip.batch_size, drop_last=True)
+            shard.iter_torch_batches(
+                batch_size=clip.batch_size,
+                drop_last=True,
+                local_shuffle_buffer_size=clip.shuffle_buffer_clips or None,
+                local_shuffle_seed=(config.seed * 100_003 + self.epoch)
+                if clip.shuffle_buffer_clips
+                else None,
+            )
         )
         totals = {"loss": 0.0, "ssi": 0.0, "tgm": 0.0}
         wait_total = compute_total = 0.0

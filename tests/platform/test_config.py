@@ -83,3 +83,15 @@ def test_to_dict_and_flatten_give_mlflow_shaped_params():
 def test_an_inline_mapping_stands_for_a_config_file():
     config = load_config(Train, '{"epochs": 7, "optim": {"lr": 0.5}}', ["epochs=8"])
     assert config.epochs == 8 and config.optim.lr == 0.5
+
+
+def test_an_unfrozen_encoder_with_a_head_only_schedule_is_refused_naming_both_keys():
+    from vda.platform.core.config import ConfigError, build
+    from vda.platform.train.config import TrainConfig
+
+    with pytest.raises((ConfigError, ValueError)) as error:
+        build(TrainConfig, {"model": {"freeze_encoder": False}, "trainable": "head"})
+    assert "model.freeze_encoder" in str(error.value) and "trainable=head" in str(error.value)
+    assert not build(
+        TrainConfig, {"model": {"freeze_encoder": False}, "trainable": "all"}
+    ).model.freeze_encoder

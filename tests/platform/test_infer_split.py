@@ -99,6 +99,7 @@ def test_split_video_stitches_to_the_single_engine_output_and_a_failed_segment_i
     rows = {r.video_id: r for r in second.rows}
     assert rows["long"].status == "done" and rows["long"].segments == 4
     assert rows["long"].frames == LONG and not rows["short"].processed
+    assert rows["long"].seconds > 0 and rows["long"].attempts == 1
     assert any("split into 4 segments (3 done before)" in line for line in lines)
     assert not list_files(f"s3://{bucket}/depth/_segments")  # dropped after the commit
     assert not list_files(f"s3://{bucket}/depth/_tmp")
