@@ -159,11 +159,12 @@ def _quote(text: str) -> str:
 def follow(
     submission_id: str,
     address: str | None = None,
-    out=sys.stdout,
+    out=None,
     poll_s: float = 2.0,
     token_file: str | Path | None = None,
 ) -> str:
     """Print the job's logs as they grow until it ends; returns the final status."""
+    out = out or sys.stdout  # looked up now: a default bound at import goes stale
     api = client(address, token_file)
     printed = 0
     while True:
