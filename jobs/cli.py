@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # quiet by default: MLflow's INFO lines (database set-up, ...) stay off the terminal;
+    # set MLFLOW_LOGGING_LEVEL=INFO to see them
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args = build_parser().parse_args(argv)
     job: Job = args._job
     try:
