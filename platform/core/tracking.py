@@ -94,3 +94,51 @@ def log_metrics(client, run_id: str, metrics: Mapping[str, float], step: int) ->
     items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     if items:
         client.log_batch(run_id, metrics=items)
+
+
+class MetricLogger:
+    """Metrics to MLflow in batches, sent on a thread of their own.
+
+    A training step must never wait for a tracking server (a remote one can
+    take a second per call, and every DDP rank waits for rank 0 at the next
+    all-reduce). Metrics are buffered and sent every `flush_every` logged
+    steps by one background thread; `flush(wait=True)` sends everything now
+    (at checkpoints, so what a checkpoint covers is logged with it). An error
+    of a background send is raised at the next flush, not lost.
+    """
+
+    def __init__(self, client, run_id: str, flush_every: int = 20) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._client, self._run_id = client, run_id
+        self._flush_every = max(1, flush_every)
+        self._pending: list = []
+        self._steps = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
+        self._sending = None
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self._steps += 1
+        if self._steps >= self._flush_every:
+            self.flush()
+
+    def flush(self, wait: bool = False) -> None:
+        if self._sending is not None and (wait or self._sending.done()):
+            self._sending.result()  # raises a failed send's error
+            self._sending = None
+        if self._pending and self._sending is None:
+            batch, self._pending, self._steps = self._pending, [], 0
+            self._sending = self._pool.submit(self._send, batch)
+        if wait and self._sending is not None:
+            self._sending.result()
+            self._sending = None
+
+    def _send(self, metrics: list) -> None:
+        for start in range(0, len(metrics), 1000):  # MLflow's limit per log_batch
+            self._client.log_batch(self._run_id, metrics=metrics[start : start + 1000])

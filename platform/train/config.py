@@ -59,6 +59,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     max_failures: int = 0
     log_every_steps: int = 1
+    log_flush_steps: int = 20  # logged steps per MLflow batch (sent beside training)
     seed: int = 0
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     s3: S3Settings = field(default_factory=S3Settings)

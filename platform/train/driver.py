@@ -149,11 +149,9 @@ def train(
     except Exception:
         client.set_terminated(run_id, status="FAILED")
         raise
-    best = None
-    if result.best_checkpoints:
-        best = min(
-            result.best_checkpoints, key=lambda pair: pair[1].get("val_abs_rel", float("inf"))
-        )[0]
+    # only checkpoints validated with their own weights rank (mid-epoch ones resume runs)
+    validated = [pair for pair in result.best_checkpoints or [] if pair[1].get("validated")]
+    best = min(validated, key=lambda pair: pair[1]["val_abs_rel"])[0] if validated else None
     final = best or result.checkpoint
     if final is not None:
         _log_final_model(config, tracking_uri, run_id, final)

@@ -158,6 +158,8 @@ class HeadTrainer:
         import ray.train
 
         metrics = {**metrics, "epoch": self.epoch, "step": self.step}
+        if with_checkpoint:
+            self._log({}, flush=True)  # what a checkpoint covers is logged with it
         if not with_checkpoint or self.rank != 0:
             ray.train.report(metrics, checkpoint=None)
             return
@@ -166,16 +168,21 @@ class HeadTrainer:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
     # -- MLflow (rank 0) --------------------------------------------------------
-    def _log(self, metrics: dict[str, float]) -> None:
+    def _log(self, metrics: dict[str, float], flush: bool = False) -> None:
+        """Rank 0 logs, batched on a background thread (`core.tracking.MetricLogger`)."""
         if self.rank != 0 or self.mlflow_run_id is None:
             return
-        from ..core.tracking import log_metrics
-
         if self._mlflow is None:
             from mlflow.tracking import MlflowClient
 
-            self._mlflow = MlflowClient(self._tracking_uri)
-        log_metrics(self._mlflow, self.mlflow_run_id, metrics, self.step)
+            from ..core.tracking import MetricLogger
+
+            client = MlflowClient(self._tracking_uri)
+            self._mlflow = MetricLogger(client, self.mlflow_run_id, self.config.log_flush_steps)
+        if metrics:
+            self._mlflow.log(metrics, self.step)
+        if flush:
+            self._mlflow.flush(wait=True)
 
     # -- the loop -------------------------------------------------------------
     def _maybe_fail(self) -> None:
@@ -254,10 +261,13 @@ class HeadTrainer:
                     }
                 )
             if config.checkpoint_every_steps and self.step % config.checkpoint_every_steps == 0:
+                # a mid-epoch checkpoint is for resuming, never "best": the weights changed
+                # since the last validation, so it carries no score of its own
                 self.report(
-                    {"train_loss": float(terms["loss"].detach()), "val_abs_rel": self.last_abs_rel},
+                    {"train_loss": float(terms["loss"].detach()), "val_abs_rel": NOT_VALIDATED,
+                     "validated": 0.0},
                     with_checkpoint=True,
-                )
+                )  # fmt: skip
         steps = max(steps, 1)
         summed = _all_sum([totals[k] for k in totals] + [steps], self.device)
         world_steps = summed[-1]
@@ -364,6 +374,7 @@ class HeadTrainer:
                 **val_metrics,
                 "weight_spread": self.fingerprint_spread(),
                 "worker_nodes": self.worker_nodes(),
+                "validated": 1.0,
             }
             self._log({f"epoch/{k}": v for k, v in metrics.items()})
             self.report(metrics, with_checkpoint=True)

@@ -108,6 +108,8 @@ def test_a_killed_worker_restarts_from_the_checkpoint_and_a_rerun_resumes(
     assert first.metrics["step"] == 12 and first.metrics["epoch"] == 1
     steps = [step for step, _ in _history(first, "train/loss")]
     assert sorted(set(steps)) == list(range(1, 13))  # continued from step 8, not restarted
+    # mid-epoch checkpoints (steps 4, 8) are never "best": only the validated epoch end is
+    assert first.best_checkpoint_path == first.checkpoint_path
 
     # the same name again, one epoch more: resumes at epoch 1, step 12
     second = train(_config(tmp_path, shards, train_bucket, "fault", epochs=2))
