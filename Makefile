@@ -28,7 +28,7 @@ test: lint
 	$(BIN)/python -m pytest -m "not long"
 
 test-long: $(STAMP)
-	$(BIN)/python -m pytest -m long
+	$(BIN)/python -m pytest -m long; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]  # 5: none left
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not integration"

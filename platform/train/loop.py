@@ -53,6 +53,46 @@ def read_checkpoint_state(checkpoint) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def latest_stored_checkpoint(storage_path: str, name: str, settings=None):
+    """The newest checkpoint folder under `<storage_path>/<name>/` that holds a readable
+    state, as a `ray.train.Checkpoint`, or None.
+
+    Ray Train resumes only from checkpoints its controller registered; a worker
+    killed right after a report, or a trial restarted from scratch by Tune, can
+    leave a newer checkpoint in storage that the controller never recorded (the
+    interrupted sweep restarted its trial from step 1, 2026-11-30). Ray names
+    the folders `checkpoint_<timestamp>`, so the name orders them; a folder
+    whose file is missing or torn (a crash mid-upload) is skipped.
+    """
+    import pyarrow.fs as pafs
+    import ray.train
+
+    from ..storage import resolve
+
+    filesystem, root = resolve(join(storage_path, name), settings)
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except OSError:
+        return None
+    folders = sorted(
+        (i.path for i in infos if i.type == pafs.FileType.Directory
+         and i.base_name.startswith("checkpoint_")),
+        reverse=True,
+    )  # fmt: skip
+    for folder in folders:
+        checkpoint = ray.train.Checkpoint(folder, filesystem=filesystem)
+        try:
+            read_checkpoint_state(checkpoint)
+        except Exception:  # torn or missing: the one before it
+            continue
+        return checkpoint
+    return None
+
+
+def _progress(state: dict[str, Any]) -> tuple[int, int]:
+    return int(state["step"]), int(state["epoch"])
+
+
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """LR multiplier: linear warm-up to 1, then cosine down to `min_ratio` at `total` steps."""
     if step < warmup:
@@ -153,6 +193,21 @@ class HeadTrainer:
         self.epoch, self.step, self.epoch_step = state["epoch"], state["step"], state["epoch_step"]
         self.best_abs_rel = state["best_abs_rel"]
         self.last_abs_rel = state["last_abs_rel"]
+
+    def _resume_point(self, registered):
+        """The registered checkpoint, or a newer one found in storage (see
+        `latest_stored_checkpoint`); every rank picks the same one."""
+        stored = latest_stored_checkpoint(
+            self.config.storage_path, self.config.name, self.config.s3
+        )
+        if stored is None:
+            return registered
+        if registered is None:
+            return stored
+        newer = _progress(read_checkpoint_state(stored)) > _progress(
+            read_checkpoint_state(registered)
+        )
+        return stored if newer else registered
 
     def report(self, metrics: dict[str, float], with_checkpoint: bool) -> None:
         import ray.train
@@ -357,7 +412,7 @@ class HeadTrainer:
         import ray.train
 
         self.record_placement_group()
-        checkpoint = ray.train.get_checkpoint()
+        checkpoint = self._resume_point(ray.train.get_checkpoint())
         if checkpoint is not None:
             self.restore_from_checkpoint(checkpoint)
         train_shard = ray.train.get_dataset_shard("train")
