@@ -21,8 +21,9 @@ from ..core.config import flatten, to_dict
 from ..core.tracking import ensure_experiment, find_run, log_params
 from ..data.pipeline import build_clip_dataset, read_manifest
 from ..storage import resolve
+from .checkpoints import read_checkpoint_state
 from .config import TrainConfig
-from .loop import read_checkpoint_state, train_loop_per_worker
+from .loop import train_loop_per_worker
 
 RUN_TAG = "vda.run_name"
 

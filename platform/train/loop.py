@@ -5,12 +5,15 @@ from the latest checkpoint if there is one, then for each epoch train on this
 worker's shard, validate, report metrics from every rank and a checkpoint
 from rank 0. Checkpoints carry epoch *and* step, so a restart after a worker
 dies continues the step counter instead of starting over.
+
+Each concern around the loop has its own home: checkpoint reading and the
+resume rules in `checkpoints.py`, MLflow batching in `core.tracking`, the
+fault-injection hook in `faults.py`, the Tune bookkeeping in `placement.py`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,71 +29,11 @@ from vda.model.metrics import evaluate_sequence
 
 from ..core.config import build
 from ..data.pipeline import to_model_inputs
-from ..storage import exists, join, open_input, write_bytes
+from ..storage import open_input
+from .checkpoints import CHECKPOINT_FILE, NOT_VALIDATED, read_checkpoint_state, resume_point
 from .config import TrainConfig
-
-CHECKPOINT_FILE = "checkpoint.pt"
-# Where rank 0 records its worker group's placement group, so that a sweep can remove
-# it once the trial ends (Ray Train V2 inside Tune can leave it behind; see vda.platform.tune).
-PLACEMENT_GROUP_FILE = ".worker_placement_group"
-# Score of checkpoints taken before any validation. Finite on purpose: Ray keeps
-# reported metrics as JSON, where inf comes back as null and breaks the ranking
-# of checkpoints on restore; this ranks them last among the best K instead.
-NOT_VALIDATED = 1e9
-
-
-def read_checkpoint_state(checkpoint) -> dict[str, Any]:
-    """The state in a Ray Train checkpoint, read straight from its storage into memory.
-
-    Not `as_directory()`: ranks on one node share its download folder, and a rank
-    reading while another still writes there saw a truncated file (CI, 2026-11-22).
-    """
-    import io
-
-    path = f"{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}"
-    with checkpoint.filesystem.open_input_stream(path) as stream:
-        data = stream.read()
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
-def latest_stored_checkpoint(storage_path: str, name: str, settings=None):
-    """The newest checkpoint folder under `<storage_path>/<name>/` that holds a readable
-    state, as a `ray.train.Checkpoint`, or None.
-
-    Ray Train resumes only from checkpoints its controller registered; a worker
-    killed right after a report, or a trial restarted from scratch by Tune, can
-    leave a newer checkpoint in storage that the controller never recorded (the
-    interrupted sweep restarted its trial from step 1, 2026-11-30). Ray names
-    the folders `checkpoint_<timestamp>`, so the name orders them; a folder
-    whose file is missing or torn (a crash mid-upload) is skipped.
-    """
-    import pyarrow.fs as pafs
-    import ray.train
-
-    from ..storage import resolve
-
-    filesystem, root = resolve(join(storage_path, name), settings)
-    try:
-        infos = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    except OSError:
-        return None
-    folders = sorted(
-        (i.path for i in infos if i.type == pafs.FileType.Directory
-         and i.base_name.startswith("checkpoint_")),
-        reverse=True,
-    )  # fmt: skip
-    for folder in folders:
-        checkpoint = ray.train.Checkpoint(folder, filesystem=filesystem)
-        try:
-            read_checkpoint_state(checkpoint)
-        except Exception:  # torn or missing: the one before it
-            continue
-        return checkpoint
-    return None
-
-
-def _progress(state: dict[str, Any]) -> tuple[int, int]:
-    return int(state["step"]), int(state["epoch"])
+from .faults import maybe_fail
+from .placement import record_placement_group
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -194,21 +137,6 @@ class HeadTrainer:
         self.best_abs_rel = state["best_abs_rel"]
         self.last_abs_rel = state["last_abs_rel"]
 
-    def _resume_point(self, registered):
-        """The registered checkpoint, or a newer one found in storage (see
-        `latest_stored_checkpoint`); every rank picks the same one."""
-        stored = latest_stored_checkpoint(
-            self.config.storage_path, self.config.name, self.config.s3
-        )
-        if stored is None:
-            return registered
-        if registered is None:
-            return stored
-        newer = _progress(read_checkpoint_state(stored)) > _progress(
-            read_checkpoint_state(registered)
-        )
-        return stored if newer else registered
-
     def report(self, metrics: dict[str, float], with_checkpoint: bool) -> None:
         import ray.train
 
@@ -240,19 +168,6 @@ class HeadTrainer:
             self._mlflow.flush(wait=True)
 
     # -- the loop -------------------------------------------------------------
-    def _maybe_fail(self) -> None:
-        fault = self.config.fault
-        if fault.fail_at_step is None or self.step != fault.fail_at_step:
-            return
-        if self.rank != fault.fail_rank:
-            return
-        marker = join(self.config.storage_path, self.config.name, ".fault_injected")
-        if exists(marker, self.config.s3):
-            return
-        write_bytes(marker, b"1", self.config.s3)
-        print(f"fault injection: rank {self.rank} exits at step {self.step}", flush=True)
-        os._exit(1)
-
     def train_epoch(self, shard) -> dict[str, float]:
         config = self.config
         self.model.train()
@@ -271,7 +186,7 @@ class HeadTrainer:
         wait_total = compute_total = 0.0
         steps = 0
         while self.epoch_step < config.steps_per_epoch:
-            self._maybe_fail()
+            maybe_fail(self.config, self.rank, self.step)
             started = time.perf_counter()
             batch = next(batches, None)
             # every rank stops as soon as one has no batch left: DDP needs the same step count
@@ -400,19 +315,14 @@ class HeadTrainer:
             dist.all_reduce(low, op=dist.ReduceOp.MIN)
         return float(high - low)
 
-    def record_placement_group(self) -> None:
-        import ray.util
-
-        group = ray.util.get_current_placement_group()
-        if self.rank == 0 and group is not None:
-            path = join(self.config.storage_path, self.config.name, PLACEMENT_GROUP_FILE)
-            write_bytes(path, group.id.hex().encode(), self.config.s3)
-
     def run(self, max_depth: float) -> None:
         import ray.train
 
-        self.record_placement_group()
-        checkpoint = self._resume_point(ray.train.get_checkpoint())
+        config = self.config
+        record_placement_group(config.storage_path, config.name, self.rank, config.s3)
+        checkpoint = resume_point(
+            ray.train.get_checkpoint(), config.storage_path, config.name, config.s3
+        )
         if checkpoint is not None:
             self.restore_from_checkpoint(checkpoint)
         train_shard = ray.train.get_dataset_shard("train")

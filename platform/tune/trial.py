@@ -72,7 +72,7 @@ def remove_worker_group(train_storage: str, name: str, settings) -> bool:
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     from ..storage import exists, join, read_bytes
-    from ..train.loop import PLACEMENT_GROUP_FILE
+    from ..train.placement import PLACEMENT_GROUP_FILE
 
     path = join(train_storage, name, PLACEMENT_GROUP_FILE)
     if not exists(path, settings):
