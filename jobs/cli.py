@@ -29,6 +29,7 @@ JOBS: tuple[Job, ...] = (
     Job("tune", "tune", "hyper-parameter sweeps over training (Ray Tune, ASHA)"),
     Job("eval", "eval", "AbsRel / delta1 / TAE of a checkpoint or of infer outputs"),
     Job("prepare", "prepare", "convert raw video-depth data sets into clip shards"),
+    Job("pseudolabel", "pseudolabel", "a teacher's depth for unlabeled images, as clip shards"),
     Job("bench", "bench", "benchmarks that print measured ratios"),
     Job("submit", "submit", "submit any job to a Ray cluster (Ray Jobs API)"),
     Job("status", "job_status", "status of a submitted job"),

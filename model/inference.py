@@ -113,7 +113,8 @@ class InferenceConfig:
     head_micro_batch: int = 4  # frames per high-resolution head call
 
 
-def _autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """The one autocast choice of inference: fp16 (or bf16) on CUDA, none (fp32) elsewhere."""
     if device.type != "cuda" or precision == "fp32":
         return None
     return torch.bfloat16 if precision == "bf16" else torch.float16
@@ -121,7 +122,7 @@ def _autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype |
 
 def precision_used(precision: Precision, device: torch.device | str) -> str:
     """What a run with this setting actually computes in (a CPU run is fp32 whatever was asked)."""
-    dtype = _autocast_dtype(precision, torch.device(device))
+    dtype = autocast_dtype(precision, torch.device(device))
     return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
 
 
@@ -304,7 +305,7 @@ class StreamingDepthEngine:
         return (resize_depth(depth, out_size) if out_size is not None else depth).cpu()
 
     def _network(self):
-        autocast = _autocast_dtype(self.config.precision, self.device)
+        autocast = autocast_dtype(self.config.precision, self.device)
         stack = contextlib.ExitStack()
         stack.enter_context(torch.inference_mode())
         stack.enter_context(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .inference import InferenceConfig, StreamingDepthEngine, fit_scale_shift
+from .inference import InferenceConfig, StreamingDepthEngine, autocast_dtype, fit_scale_shift
 from .network import VideoDepthAnything
 from .transforms import preprocess_frames
 
@@ -30,13 +30,19 @@ STRATEGIES: tuple[str, ...] = ("keyframes", "aligned_windows", "independent_wind
 
 
 @torch.inference_mode()
-def _window(
+def predict_window(
     model: VideoDepthAnything, frames: np.ndarray, config: InferenceConfig, device: torch.device
 ) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, H, W) float32 depth of one window, at the frames' size."""
+    """(T, H, W, 3) uint8 -> (T, H, W) float32 depth of one window, at the frames' size.
+
+    T = 1 is the image model: what `per_frame` runs and what a teacher labels images with.
+    """
+    device = torch.device(device)
     inputs = preprocess_frames(frames, config.input_size).to(device)
     index = torch.arange(len(frames), device=device)[None]
-    depth = model(inputs[None], index, micro_batch=config.head_micro_batch)[0].float()
+    dtype = autocast_dtype(config.precision, device)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        depth = model(inputs[None], index, micro_batch=config.head_micro_batch)[0].float()
     depth = F.interpolate(
         depth[:, None], size=frames.shape[1:3], mode="bilinear", align_corners=True
     )
@@ -68,22 +74,25 @@ def predict_video(
         return np.stack([depth for _, depth in engine.run(iter(frames))])
     if strategy == "per_frame":
         return np.stack(
-            [_window(model, frames[i : i + 1], config, device)[0].numpy() for i in range(total)]
+            [
+                predict_window(model, frames[i : i + 1], config, device)[0].numpy()
+                for i in range(total)
+            ]
         )
     length = config.window.length
     if strategy == "independent_windows":
         parts = [
-            _window(model, _padded(frames, start, length), config, device)
+            predict_window(model, _padded(frames, start, length), config, device)
             for start in range(0, total, length)
         ]
         return torch.cat(parts)[:total].numpy()
     if strategy == "aligned_windows":
         overlap = config.window.interp
         stride = length - overlap
-        out = _window(model, _padded(frames, 0, length), config, device)
+        out = predict_window(model, _padded(frames, 0, length), config, device)
         start = stride
         while start + overlap < total:
-            raw = _window(model, _padded(frames, start, length), config, device)
+            raw = predict_window(model, _padded(frames, start, length), config, device)
             shared = out[start : start + overlap]
             scale, shift = (
                 (1.0, 0.0) if model.config.metric else fit_scale_shift(raw[:overlap], shared)

@@ -32,7 +32,7 @@ def windows_with_scale_errors(monkeypatch):
         calls.append(len(frames))
         return torch.from_numpy((truth * scale + shift).astype(np.float32))
 
-    monkeypatch.setattr(strategies, "_window", window)
+    monkeypatch.setattr(strategies, "predict_window", window)
     frames = np.repeat(np.arange(50, dtype=np.uint8)[:, None, None, None], 6, axis=1)
     frames = np.repeat(np.repeat(frames, 8, axis=2), 3, axis=3)
     truth = 1 + 0.1 * np.arange(50, dtype=np.float32)[:, None, None] + pattern
