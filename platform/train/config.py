@@ -11,14 +11,24 @@ from vda.model.losses import LossConfig
 from ..core.tracking import MlflowConfig
 from ..data.pipeline import ClipConfig
 from ..storage import S3Settings
+from .sources import SourceConfig
 
 
 @dataclass
 class DataConfig:
     train: str = "data/synthetic"  # a prepared data set (local or s3://)
-    val: str | None = None  # default: the training set, fixed windows, no augmentation
+    val: str | None = None  # default: the training set (or the first source), fixed windows
     clip: ClipConfig = field(default_factory=ClipConfig)
     val_clips: int = 8  # clips per worker per validation
+    # several sets mixed by weight (replaces `train`): video clips and pseudo-labelled images
+    sources: list[SourceConfig] = field(default_factory=list)
+
+    def training_sets(self) -> list[SourceConfig]:
+        return self.sources or [SourceConfig(name="train", path=self.train)]
+
+    @property
+    def validation_set(self) -> str:
+        return self.val or self.training_sets()[0].path
 
 
 @dataclass
@@ -71,6 +81,15 @@ class TrainConfig:
                 f"data.clip.clip_len {self.data.clip.clip_len} exceeds model.num_frames "
                 f"{self.model.num_frames} (the temporal position encoding)"
             )
+        names = [source.name for source in self.data.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.sources: names must differ, got {names}")
+        for source in self.data.sources:
+            if (source.clip_len or 1) > self.model.num_frames:
+                raise ValueError(
+                    f"data.sources: {source.name!r} clip_len {source.clip_len} exceeds "
+                    f"model.num_frames {self.model.num_frames}"
+                )
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise ValueError("epochs and steps_per_epoch must be at least 1")
         if self.num_workers < 1:

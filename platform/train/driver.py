@@ -11,7 +11,7 @@ the latest checkpoint) and worker restarts (`FailureConfig(max_failures)`).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..storage import resolve
 from .checkpoints import read_checkpoint_state
 from .config import TrainConfig
 from .loop import train_loop_per_worker
+from .sources import dataset_key
 
 RUN_TAG = "vda.run_name"
 
@@ -97,19 +98,29 @@ def train(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    manifest = read_manifest(config.data.train, config.s3)  # bad input fails before Ray starts
+    # bad input fails before Ray starts: every set's manifest must be there
+    sources = config.data.training_sets()
+    for source in sources:
+        read_manifest(source.path, config.s3)
+    manifest = read_manifest(config.data.validation_set, config.s3)
     if not ray.is_initialized():
         ray.init(log_to_driver=True, configure_logging=False)
     if datasets is None:
-        val_source = config.data.val or config.data.train
+        clip = config.data.clip
         datasets = {
-            "train": build_clip_dataset(
-                config.data.train, config.data.clip, train=True, settings=config.s3
-            ),
             "val": build_clip_dataset(
-                val_source, config.data.clip, train=False, epoch=0, settings=config.s3
-            ),
+                config.data.validation_set, clip, train=False, epoch=0, settings=config.s3
+            )
         }
+        if not config.data.sources:
+            datasets["train"] = build_clip_dataset(
+                config.data.train, clip, train=True, settings=config.s3
+            )
+        for index, source in enumerate(config.data.sources):
+            own = replace(clip, clip_len=source.clip_len or clip.clip_len)
+            datasets[dataset_key(index)] = build_clip_dataset(
+                source.path, own, train=True, settings=config.s3
+            )
     tracking_uri, run_id = _mlflow_run(config, mlflow_tags)
     filesystem, storage_path = resolve(config.storage_path, config.s3)
     if not config.storage_path.startswith("s3://"):

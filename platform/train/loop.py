@@ -34,6 +34,7 @@ from .checkpoints import CHECKPOINT_FILE, NOT_VALIDATED, read_checkpoint_state, 
 from .config import TrainConfig
 from .faults import maybe_fail
 from .placement import record_placement_group
+from .sources import SourceMix, dataset_key
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -168,27 +169,44 @@ class HeadTrainer:
             self._mlflow.flush(wait=True)
 
     # -- the loop -------------------------------------------------------------
-    def train_epoch(self, shard) -> dict[str, float]:
-        config = self.config
-        self.model.train()
-        clip = config.data.clip
-        batches = iter(
+    def _batches(self, shard, passes: int = 0):
+        clip = self.config.data.clip
+        shuffle = clip.shuffle_buffer_clips
+        return iter(
             shard.iter_torch_batches(
                 batch_size=clip.batch_size,
                 drop_last=True,
-                local_shuffle_buffer_size=clip.shuffle_buffer_clips or None,
-                local_shuffle_seed=(config.seed * 100_003 + self.epoch)
-                if clip.shuffle_buffer_clips
+                local_shuffle_buffer_size=shuffle or None,
+                local_shuffle_seed=(self.config.seed * 100_003 + self.epoch * 1_000 + passes)
+                if shuffle
                 else None,
             )
         )
+
+    def train_epoch(self, shards: list) -> dict[str, float]:
+        """One epoch over this worker's shard of the training set, or of several mixed by
+        weight (`sources.SourceMix`)."""
+        config = self.config
+        self.model.train()
+        sources = config.data.sources
+        if sources:
+            counts = [0] * len(shards)
+
+            def new_pass(index: int):
+                counts[index] += 1
+                return self._batches(shards[index], counts[index])
+
+            mix = SourceMix([s.name for s in sources], [s.weight for s in sources], new_pass,
+                            seed=config.seed)  # fmt: skip
+        else:
+            only = self._batches(shards[0])
         totals = {"loss": 0.0, "ssi": 0.0, "tgm": 0.0}
         wait_total = compute_total = 0.0
         steps = 0
         while self.epoch_step < config.steps_per_epoch:
             maybe_fail(self.config, self.rank, self.step)
             started = time.perf_counter()
-            batch = next(batches, None)
+            source, batch = mix.next(self.step) if sources else ("", next(only, None))
             # every rank stops as soon as one has no batch left: DDP needs the same step count
             if _all_min(0 if batch is None else 1, self.device) == 0:
                 break
@@ -219,17 +237,19 @@ class HeadTrainer:
             for key in totals:
                 totals[key] += float(terms[key].detach())
             if config.log_every_steps and self.step % config.log_every_steps == 0:
-                self._log(
-                    {
-                        "train/loss": float(terms["loss"].detach()),
-                        "train/ssi": float(terms["ssi"].detach()),
-                        "train/tgm": float(terms["tgm"].detach()),
-                        "train/lr": self.scheduler.get_last_lr()[0],
-                        "train/grad_norm": float(grad_norm),
-                        "time/data_wait_s": waited,
-                        "time/compute_s": computed,
-                    }
-                )
+                logged = {
+                    "train/loss": float(terms["loss"].detach()),
+                    "train/ssi": float(terms["ssi"].detach()),
+                    "train/tgm": float(terms["tgm"].detach()),
+                    "train/lr": self.scheduler.get_last_lr()[0],
+                    "train/grad_norm": float(grad_norm),
+                    "time/data_wait_s": waited,
+                    "time/compute_s": computed,
+                }
+                if source:  # each source's terms under its own name
+                    for key in ("loss", "ssi", "tgm"):
+                        logged[f"train/{source}/{key}"] = float(terms[key].detach())
+                self._log(logged)
             if config.checkpoint_every_steps and self.step % config.checkpoint_every_steps == 0:
                 # a mid-epoch checkpoint is for resuming, never "best": the weights changed
                 # since the last validation, so it carries no score of its own
@@ -325,10 +345,15 @@ class HeadTrainer:
         )
         if checkpoint is not None:
             self.restore_from_checkpoint(checkpoint)
-        train_shard = ray.train.get_dataset_shard("train")
+        sources = self.config.data.sources
+        train_shards = (
+            [ray.train.get_dataset_shard(dataset_key(i)) for i in range(len(sources))]
+            if sources
+            else [ray.train.get_dataset_shard("train")]
+        )
         val_shard = ray.train.get_dataset_shard("val")
         while self.epoch < self.config.epochs:
-            train_metrics = self.train_epoch(train_shard)
+            train_metrics = self.train_epoch(train_shards)
             val_metrics = self.validate(val_shard, max_depth)
             self.epoch += 1
             self.epoch_step = 0

@@ -144,3 +144,52 @@ def test_the_same_training_on_a_two_node_cluster(tmp_path, shards, train_bucket,
     run = client.search_runs([client.get_experiment_by_name("two-nodes").experiment_id])[0]
     assert run.data.metrics["epoch/worker_nodes"] == 2  # SPREAD: one worker on each node
     assert run.data.metrics["epoch/weight_spread"] == 0.0
+
+
+def test_mixed_video_and_pseudolabelled_image_sources_log_both_and_resume(
+    tmp_path, shards, train_bucket, s3_endpoint
+):
+    """2 DDP workers on the synthetic video set plus a pseudo-labelled image set made here:
+    both sources' terms are logged, images get no temporal term, and a rerun resumes."""
+    import boto3
+    import cv2
+    from helpers import tiny_model
+    from videos import moving_frames
+
+    from vda.model import save_checkpoint
+    from vda.platform.pseudolabel.config import PseudoLabelConfig
+    from vda.platform.pseudolabel.job import run_pseudolabel
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    for i in range(6):
+        _, data = cv2.imencode(".png", moving_frames(1, 28, 42, seed=60 + i)[0])
+        s3.put_object(Bucket=train_bucket, Key=f"images/{i}.png", Body=data.tobytes())
+    save_checkpoint(tiny_model(seed=61), tmp_path / "teacher.ckpt")
+    pseudo = f"s3://{train_bucket}/data/pseudo"
+    run_pseudolabel(
+        build(PseudoLabelConfig, {"input": f"s3://{train_bucket}/images", "output": pseudo,
+                                  "teacher": str(tmp_path / "teacher.ckpt"), "input_size": 28,
+                                  "actors": {"cpus_per_actor": 0.5}}),
+        progress=lambda _: None,
+    )  # fmt: skip
+    sources = [
+        {"name": "video", "path": shards, "weight": 1.0},
+        {"name": "pseudo", "path": pseudo, "weight": 1.0, "clip_len": 1},
+    ]
+    overrides = {"data.sources": sources, "data.val": shards, "epochs": 1, "steps_per_epoch": 8}
+    first = train(_config(tmp_path, shards, train_bucket, "mixed", **overrides))
+    assert first.metrics["step"] == 8
+    video = _history(first, "train/video/ssi")
+    images = _history(first, "train/pseudo/ssi")
+    assert video and images and len(video) + len(images) == 8  # every step, one source
+    assert all(value == 0.0 for _, value in _history(first, "train/pseudo/tgm"))  # T = 1
+    assert any(value > 0.0 for _, value in _history(first, "train/video/tgm"))
+    # the same draws on every rank: the weights stayed identical
+    assert first.metrics["weight_spread"] == 0.0
+
+    second = train(_config(tmp_path, shards, train_bucket, "mixed", **{**overrides, "epochs": 2}))
+    assert second.metrics["epoch"] == 2 and second.metrics["step"] == 16
+    steps = sorted(
+        step for key in ("train/video/ssi", "train/pseudo/ssi") for step, _ in _history(second, key)
+    )
+    assert steps == list(range(1, 17))  # resumed at step 8: nothing logged twice
