@@ -24,6 +24,13 @@ EXP1 = {
     "exp1-ssi-seed1": "SSI only, seed 1",
     "exp1-tgm-official-seed1": "SSI + TGM (official), seed 1",
 }
+EXP1_OFFICIAL = {
+    "exp1o-ssi": "SSI only",
+    "exp1o-tgm": "SSI + 10 TGM (official defaults)",
+    "exp1o-ssi-seed1": "SSI only, seed 1",
+    "exp1o-tgm-seed1": "SSI + 10 TGM, seed 1",
+    "exp1o-tgm-pseudo": "SSI + 10 TGM, + pseudo-labelled images 1:1",
+}
 EXP3 = {"exp1-tgm-official": "basic STH head", "exp3-diffcnn": "STH head + diff-CNN"}
 STRATEGY_NAMES = {
     "keyframes": "overlap interpolation + key frames",
@@ -155,6 +162,11 @@ def summarize(root: Path, docs: Path) -> str:
     out = docs / "results"
     out.mkdir(parents=True, exist_ok=True)
     sections = ["## Experiment 1: temporal loss", *_model_table(root, EXP1), ""]
+    sections += [
+        "## Experiment 1b: temporal loss under the official loss defaults",
+        *_model_table(root, EXP1_OFFICIAL),
+        "",
+    ]
     sections += ["## Experiment 3: diff-CNN vs basic head", *_model_table(root, EXP3), ""]
     long_report = _report(root, "exp2-long")
     if long_report is not None:
