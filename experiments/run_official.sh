@@ -38,7 +38,7 @@ for scene in range(12):
             cv2.imwrite(str(out / f"room{scene:02d}_{index:02d}.png"), frame.rgb[..., ::-1])
 PY
 fi
-teacher=$(ls -d runs/experiments/checkpoints/exp1o-tgm/checkpoint_* | sort | tail -1)/checkpoint.pt
+teacher=$(ls -d runs/experiments/checkpoints/exp1o-tgm/checkpoint_2* | sort | tail -1)/checkpoint.pt
 $VDA pseudolabel --input "$images" --output runs/experiments/data/pseudo --teacher "$teacher" \
   input_size=56 actors.cpus_per_actor=1
 train exp1o-tgm-pseudo data.val=runs/experiments/data/train \
