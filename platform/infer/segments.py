@@ -25,8 +25,8 @@ different setting never mixes with them. The last segment is open-ended: a
 container that under-counts its frames still gets every frame.
 
 Storage cost while a video is in flight: 32 float32 maps at the network's
-resolution (518 on the short side) per 22 frames, e.g. about 55 MB per window
-for 16:9 video, or 2.5 MB a frame; the folder is deleted after the commit. The
+resolution (518 on the short side) per 22 frames, e.g. about 61 MB per window
+for 16:9 video, or 2.8 MB a frame; the folder is deleted after the commit. The
 stitch resizes to the frame size on CPU: on a GPU node that is the one step
 not computed where the single engine computes it (float32 bilinear
 interpolation either way, so they agree to rounding).
