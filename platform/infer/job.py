@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import io
 import logging
-import posixpath
 import tempfile
 import time
 import uuid
@@ -29,7 +28,16 @@ import pyarrow.parquet as pq
 
 from ..core.config import flatten, to_dict
 from ..core.tracking import ensure_experiment, log_metrics, log_params
-from ..storage import StorageError, exists, join, list_files, open_input, read_bytes, write_bytes
+from ..storage import (
+    StorageError,
+    exists,
+    join,
+    key_below,
+    list_files,
+    open_input,
+    read_bytes,
+    write_bytes,
+)
 from ..storage.objects import delete
 from .config import InferConfig
 from .manifest import ManifestRow, manifest_table, read_rows, write_manifest
@@ -62,14 +70,7 @@ class InferResult:
 
 def video_id_for(uri: str, prefix: str | None) -> str:
     """A normalised id (the output sub-prefix) from the video's path below the input prefix."""
-    text = uri
-    if prefix and uri.startswith(prefix.rstrip("/") + "/"):
-        text = uri[len(prefix.rstrip("/")) + 1 :]
-    elif "://" in text:
-        text = text.split("://", 1)[1]
-    stem = posixpath.splitext(text)[0]
-    # the same normalisation as storage keys: no '..', no empty or '.' segments
-    return join("", stem).lstrip("/")
+    return key_below(uri, prefix)
 
 
 def list_videos(config: InferConfig) -> list[dict[str, str]]:

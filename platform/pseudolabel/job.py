@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import math
-import posixpath
 import time
 from typing import Any
 
@@ -35,6 +34,7 @@ from ..storage import (
     StorageError,
     exists,
     join,
+    key_below,
     list_files,
     open_input,
     open_output,
@@ -49,16 +49,6 @@ def list_images(config: PseudoLabelConfig) -> list[str]:
         lines = read_bytes(config.input, config.s3).decode().splitlines()
         return [u.strip() for u in lines if u.strip() and not u.startswith("#")]
     return list_files(config.input, tuple(config.suffixes), config.s3)
-
-
-def image_id(uri: str, prefix: str | None) -> str:
-    """The sequence name of an image: its path below the input prefix, without suffix."""
-    text = uri
-    if prefix and uri.startswith(prefix.rstrip("/") + "/"):
-        text = uri[len(prefix.rstrip("/")) + 1 :]
-    elif "://" in text:
-        text = text.split("://", 1)[1]
-    return join("", posixpath.splitext(text)[0]).lstrip("/")
 
 
 def shard_marker(config: PseudoLabelConfig, shard: int) -> str:
@@ -165,7 +155,7 @@ def run_pseudolabel(config: PseudoLabelConfig, progress=print) -> dict[str, Any]
     teacher = load_checkpoint(io.BytesIO(data))  # loads on the driver, or fails here
     sha = hashlib.sha256(data).hexdigest()
     prefix = None if config.input.endswith(".txt") else config.input
-    names = [image_id(uri, prefix) for uri in images]
+    names = [key_below(uri, prefix) for uri in images]
     if len(set(names)) != len(names):
         raise StorageError("two images map to the same sequence name; rename one")
     size = config.images_per_shard

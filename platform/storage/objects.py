@@ -65,6 +65,17 @@ def join(base: str, *parts: str) -> str:
     return "/".join([str(base).rstrip("/"), *clean])
 
 
+def key_below(uri: str, prefix: str | None) -> str:
+    """A normalised key naming `uri` below `prefix` (bucket-qualified when it is not below
+    it), without its suffix: the output name of an input file (videos, images)."""
+    text = uri
+    if prefix and uri.startswith(prefix.rstrip("/") + "/"):
+        text = uri[len(prefix.rstrip("/")) + 1 :]
+    elif "://" in text:
+        text = text.split("://", 1)[1]
+    return join("", posixpath.splitext(text)[0]).lstrip("/")
+
+
 def _scrub(message: str) -> str:
     for name in SECRET_VARIABLES:
         value = os.environ.get(name)

@@ -35,6 +35,12 @@ def read_checkpoint_state(checkpoint) -> dict[str, Any]:
 
 
 def latest_stored_checkpoint(storage_path: str, name: str, settings=None):
+    """See `_latest_stored`: the checkpoint alone."""
+    found = _latest_stored(storage_path, name, settings)
+    return found[0] if found else None
+
+
+def _latest_stored(storage_path: str, name: str, settings=None):
     """The newest checkpoint folder under `<storage_path>/<name>/` that holds a readable
     state, as a `ray.train.Checkpoint`, or None.
 
@@ -63,10 +69,10 @@ def latest_stored_checkpoint(storage_path: str, name: str, settings=None):
     for folder in folders:
         checkpoint = ray.train.Checkpoint(folder, filesystem=filesystem)
         try:
-            read_checkpoint_state(checkpoint)
+            state = read_checkpoint_state(checkpoint)
         except Exception:  # torn or missing: the one before it
             continue
-        return checkpoint
+        return checkpoint, state
     return None
 
 
@@ -74,13 +80,23 @@ def progress(state: dict[str, Any]) -> tuple[int, int]:
     return int(state["step"]), int(state["epoch"])
 
 
-def resume_point(registered, storage_path: str, name: str, settings=None):
-    """The checkpoint Ray Train registered, or a newer one found in storage; every rank
-    picks the same one."""
-    stored = latest_stored_checkpoint(storage_path, name, settings)
-    if stored is None:
-        return registered
+def resume_state(registered, storage_path: str, name: str, settings=None):
+    """(checkpoint, its state) to resume from: the one Ray Train registered, or a newer one
+    found in storage; every rank picks the same one. None for a fresh run.
+
+    Each candidate is read once (a real head's state with its optimizer runs to GBs):
+    the state read to prove a stored checkpoint whole is the one restored.
+    """
+    stored = _latest_stored(storage_path, name, settings)
     if registered is None:
         return stored
-    newer = progress(read_checkpoint_state(stored)) > progress(read_checkpoint_state(registered))
-    return stored if newer else registered
+    registered_state = read_checkpoint_state(registered)
+    if stored is not None and progress(stored[1]) > progress(registered_state):
+        return stored
+    return registered, registered_state
+
+
+def resume_point(registered, storage_path: str, name: str, settings=None):
+    """The checkpoint of `resume_state`, or None."""
+    found = resume_state(registered, storage_path, name, settings)
+    return found[0] if found else None

@@ -30,7 +30,7 @@ from vda.model.metrics import evaluate_sequence
 from ..core.config import build
 from ..data.pipeline import to_model_inputs
 from ..storage import open_input
-from .checkpoints import CHECKPOINT_FILE, NOT_VALIDATED, read_checkpoint_state, resume_point
+from .checkpoints import CHECKPOINT_FILE, NOT_VALIDATED, resume_state
 from .config import TrainConfig
 from .faults import maybe_fail
 from .placement import record_placement_group
@@ -128,8 +128,7 @@ class HeadTrainer:
             "mlflow_run_id": self.mlflow_run_id,
         }
 
-    def restore_from_checkpoint(self, checkpoint) -> None:
-        state = read_checkpoint_state(checkpoint)
+    def restore(self, state: dict[str, Any]) -> None:
         self.raw_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -340,11 +339,11 @@ class HeadTrainer:
 
         config = self.config
         record_placement_group(config.storage_path, config.name, self.rank, config.s3)
-        checkpoint = resume_point(
+        found = resume_state(
             ray.train.get_checkpoint(), config.storage_path, config.name, config.s3
         )
-        if checkpoint is not None:
-            self.restore_from_checkpoint(checkpoint)
+        if found is not None:
+            self.restore(found[1])
         sources = self.config.data.sources
         train_shards = (
             [ray.train.get_dataset_shard(dataset_key(i)) for i in range(len(sources))]
