@@ -9,7 +9,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="WHAT", required=True)
-    inference = sub.add_parser("inference", help="encoder-cache speed-up and memory bound")
+    inference = sub.add_parser(
+        "inference", help="speed levers, encoder-cache speed-up, memory bound"
+    )
     inference.add_argument("--size", default="vits", choices=("tiny", "vits", "vitb", "vitl"))
     inference.add_argument("--frames", type=int, default=76, help="frames in the speed clip")
     inference.add_argument("--height", type=int, default=518)
@@ -20,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inference.add_argument("--memory-size", type=int, default=56, help="frame side (memory run)")
     inference.add_argument("--device", default=None)
     inference.add_argument("--skip-speed", action="store_true")
+    inference.add_argument(
+        "--levers-frames", type=int, default=100, help="frames in the speed-lever clip"
+    )
+    inference.add_argument("--compile", action="store_true", help="also time torch.compile")
+    inference.add_argument("--skip-levers", action="store_true")
+    inference.add_argument("--skip-cache", action="store_true", help="no cached-vs-uncached run")
     inference.add_argument("--json", type=Path, help="also write the report here")
     training = sub.add_parser("train", help="data-wait share of step time, 2 workers reading S3")
     training.add_argument(
@@ -62,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
             memory_size=args.memory_size,
             device=args.device,
             skip_speed=args.skip_speed,
+            levers_frames=args.levers_frames,
+            compile=args.compile,
+            skip_levers=args.skip_levers,
+            skip_cache=args.skip_cache,
         )
     elif args.bench == "train":
         from vda.platform.bench.train import run_train_bench

@@ -142,8 +142,23 @@ class DPTHead(nn.Module):
         layer_2_rn: torch.Tensor,
         out_size: tuple[int, int],
         micro_batch: int | None,
+        frames: int = 1,
+        keep: int | None = None,
     ) -> torch.Tensor:
-        """Run the high-resolution stages in micro-batches of frames to cap memory."""
+        """Run the high-resolution stages in micro-batches of frames to cap memory.
+
+        `keep`: only the first `keep` frames of each clip of `frames` get
+        them (the stages are per frame, so the others' outputs are unchanged);
+        the streaming engine skips a window's padding slots that way.
+        """
+        if keep is not None and keep < frames:
+            clips = path_3.shape[0] // frames
+            wanted = torch.tensor(
+                [c * frames + i for c in range(clips) for i in range(keep)], device=path_3.device
+            )
+            path_3, layer_1_rn, layer_2_rn = (
+                t.index_select(0, wanted) for t in (path_3, layer_1_rn, layer_2_rn)
+            )
         n = path_3.shape[0]
         if not micro_batch or n <= micro_batch:
             return self._decode_fine(path_3, layer_1_rn, layer_2_rn, out_size)
@@ -165,9 +180,10 @@ class DPTHead(nn.Module):
         grid_w: int,
         frames: int = 1,
         micro_batch: int | None = None,
+        keep: int | None = None,
     ) -> torch.Tensor:
-        """features: four (N, h*w, C) token maps -> (N, 1, 14h, 14w) disparity."""
-        del frames  # a plain head treats every frame alone
+        """features: four (N, h*w, C) token maps -> (N, 1, 14h, 14w) disparity
+        (N / frames * keep maps with `keep`, see `decode_fine_batched`)."""
         layer_1, layer_2, layer_3, layer_4 = self._pyramid(features, grid_h, grid_w)
         s = self.scratch
         l1, l2, l3, l4 = (
@@ -179,7 +195,7 @@ class DPTHead(nn.Module):
         path_4 = s.refinenet4(l4, size=tuple(l3.shape[-2:]))
         path_3 = s.refinenet3(path_4, l3, size=tuple(l2.shape[-2:]))
         out_size = (grid_h * PATCH_SIZE, grid_w * PATCH_SIZE)
-        return self.decode_fine_batched(path_3, l1, l2, out_size, micro_batch)
+        return self.decode_fine_batched(path_3, l1, l2, out_size, micro_batch, frames, keep)
 
 
 class TemporalDPTHead(DPTHead):
@@ -210,8 +226,10 @@ class TemporalDPTHead(DPTHead):
         grid_w: int,
         frames: int = 1,
         micro_batch: int | None = None,
+        keep: int | None = None,
     ) -> torch.Tensor:
-        """features: four (B*T, h*w, C) token maps, frame-major -> (B*T, 1, 14h, 14w)."""
+        """features: four (B*T, h*w, C) token maps, frame-major -> (B*T, 1, 14h, 14w)
+        (B*keep maps with `keep`)."""
         layer_1, layer_2, layer_3, layer_4 = self._pyramid(features, grid_h, grid_w)
         mm = self.motion_modules
         layer_3 = mm[0](layer_3, frames)
@@ -226,4 +244,4 @@ class TemporalDPTHead(DPTHead):
         path_4 = mm[2](s.refinenet4(l4, size=tuple(l3.shape[-2:])), frames)
         path_3 = mm[3](s.refinenet3(path_4, l3, size=tuple(l2.shape[-2:])), frames)
         out_size = (grid_h * PATCH_SIZE, grid_w * PATCH_SIZE)
-        return self.decode_fine_batched(path_3, l1, l2, out_size, micro_batch)
+        return self.decode_fine_batched(path_3, l1, l2, out_size, micro_batch, frames, keep)

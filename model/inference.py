@@ -36,7 +36,9 @@ What this implementation adds:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -104,13 +106,65 @@ class WindowConfig:
 
 
 @dataclass
+class SpeedOptions:
+    """The engine's speed levers, each measured by `vda bench inference` (README).
+
+    None changes the depth beyond float32 rounding (tests hold every one to
+    1e-5 of the depth range against `baseline()`). Defaults are what paid on
+    the machines measured; a lever that did not pay is off.
+    """
+
+    # The head's weights in channels-last layout: oneDNN's convolutions then skip a
+    # layout conversion per call (1.3-1.5x on the head on CPU).
+    channels_last: bool = True
+    # Padding slots of a video's last window are copies of its last frame: encode the
+    # copy once, and skip their high-resolution head stages (their depth is never
+    # output; the temporal modules still see all slots).
+    skip_padding: bool = True
+    # torch.compile (inductor) of the encoder and the head, shapes fixed per video
+    # resolution. CPU: 1.1x on the encoder, nothing on the head, ~70 s of compiling
+    # per resolution for vits, so off. GPU: unmeasured (no device yet).
+    compile: bool = False
+    # Frames per encoder call and per high-resolution head call; 0: per device
+    # (CPU 1 and 2: small batches stay in cache; CUDA 8 and 4).
+    encoder_batch: int = 0
+    head_micro_batch: int = 0
+    # CUDA: copy inputs from pinned memory without blocking the host.
+    pin_memory: bool = True
+
+    @classmethod
+    def baseline(cls) -> SpeedOptions:
+        """The engine before any lever (eager, NCHW, padding computed, batches 8 and 4):
+        what the speed-ups are measured against."""
+        return cls(
+            channels_last=False,
+            skip_padding=False,
+            compile=False,
+            encoder_batch=8,
+            head_micro_batch=4,
+            pin_memory=False,
+        )
+
+    def batches(self, device: torch.device) -> tuple[int, int]:
+        """(encoder frames per call, head frames per call) on `device`."""
+        cuda = device.type == "cuda"
+        return (
+            self.encoder_batch or (8 if cuda else 1),
+            self.head_micro_batch or (4 if cuda else 2),
+        )
+
+    def __post_init__(self) -> None:
+        if self.encoder_batch < 0 or self.head_micro_batch < 0:
+            raise ValueError("speed.encoder_batch and speed.head_micro_batch must be >= 0")
+
+
+@dataclass
 class InferenceConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     input_size: int = DEFAULT_INPUT_SIZE
     precision: Precision = "auto"  # auto: fp16 on CUDA (as the official code), fp32 on CPU
     cache_encoder: bool = True
-    encoder_batch: int = 8  # frames per encoder call
-    head_micro_batch: int = 4  # frames per high-resolution head call
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
 
 
 def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
@@ -250,8 +304,20 @@ class WindowAligner:
         return pending
 
 
+@dataclass
+class StageSeconds:
+    """Seconds spent in the encoder and in the head (CUDA synchronised at each boundary)."""
+
+    encoder: float = 0.0
+    head: float = 0.0
+
+
 class StreamingDepthEngine:
-    """Frames in (RGB uint8 arrays), (frame index, depth) out, one window of memory."""
+    """Frames in (RGB uint8 arrays), (frame index, depth) out, one window of memory.
+
+    The engine takes the model over for inference: eval mode, its device and,
+    with `speed.channels_last`, the head's weight layout.
+    """
 
     def __init__(
         self,
@@ -269,9 +335,22 @@ class StreamingDepthEngine:
             torch.device(device) if device is not None else next(model.parameters()).device
         )
         self.model = model.to(self.device).eval()
+        speed = self.config.speed
+        # Any network with `encode_frames`, `decode`, `config` and `diff_cnn` runs here (an
+        # ONNX Runtime export does); the PyTorch-only levers apply to the PyTorch model.
+        torch_model = isinstance(model, VideoDepthAnything)
+        if speed.channels_last and torch_model:
+            self.model.head.to(memory_format=torch.channels_last)
+        self.encoder_batch, self.head_micro_batch = speed.batches(self.device)
+        self._encode_fn = self.model.encode_frames
+        self._decode_fn = self.model.decode
+        if speed.compile and torch_model:
+            self._encode_fn, self._decode_fn = compiled(self.model)
         self.metric = model.config.metric
         self.encoder_calls = 0  # frames encoded: the cache's effect is countable
         self.alignments: list[WindowAlignment] = []  # of the latest `run`
+        # Set to a StageSeconds to time the two stages (benchmarks; it costs a sync on CUDA).
+        self.stage_seconds: StageSeconds | None = None
 
     @property
     def precision(self) -> str:
@@ -279,13 +358,54 @@ class StreamingDepthEngine:
         return precision_used(self.config.precision, self.device)
 
     # -- network ------------------------------------------------------------
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda" and self.config.speed.pin_memory:
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        if self.stage_seconds is None:
+            yield
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - started
+        setattr(self.stage_seconds, name, getattr(self.stage_seconds, name) + elapsed)
+
     def _encode(self, inputs: torch.Tensor) -> list[torch.Tensor]:
         chunks: list[list[torch.Tensor]] = []
-        step = max(1, self.config.encoder_batch)
-        for i in range(0, inputs.shape[0], step):
-            chunks.append(self.model.encode_frames(inputs[i : i + step].to(self.device)))
-            self.encoder_calls += min(step, inputs.shape[0] - i)
-        return [torch.cat(parts, dim=0) for parts in zip(*chunks)]
+        step = self.encoder_batch
+        with self._stage("encoder"):
+            for i in range(0, inputs.shape[0], step):
+                chunks.append(self._encode_fn(self._to_device(inputs[i : i + step])))
+                self.encoder_calls += min(step, inputs.shape[0] - i)
+            return [torch.cat(parts, dim=0) for parts in zip(*chunks)]
+
+    def _prepare(
+        self, stream: PaddedStream, ids: list[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Network inputs and encoder features of frames `ids`.
+
+        With `skip_padding`, the padding frames (all copies of the last frame)
+        are preprocessed and encoded once and their copy repeated.
+        """
+        size = self.config.input_size
+        if not self.config.speed.skip_padding:
+            inputs = preprocess_frames(np.stack([stream.get(i) for i in ids]), size)
+            return inputs, self._encode(inputs)
+        real = list(itertools.takewhile(stream.is_real, ids))  # padding is a suffix
+        unique = real + ([ids[len(real)]] if len(real) < len(ids) else [])
+        inputs = preprocess_frames(np.stack([stream.get(i) for i in unique]), size)
+        features = self._encode(inputs)
+        if len(unique) == len(ids):
+            return inputs, features
+        repeat = torch.tensor([min(k, len(unique) - 1) for k in range(len(ids))])
+        return inputs[repeat], [f[repeat.to(f.device)] for f in features]
 
     def _predict(
         self,
@@ -293,16 +413,23 @@ class StreamingDepthEngine:
         features: list[torch.Tensor],
         frame_index: list[int],
         out_size: tuple[int, int] | None,
+        real_slots: int,
     ) -> torch.Tensor:
         length, _, height, width = inputs.shape
         if self.model.diff_cnn is not None:
             index = torch.tensor([frame_index], device=self.device)
-            features = self.model.add_motion(features, inputs.unsqueeze(0).to(self.device), index)
-        depth = self.model.decode(
-            features, 1, length, height, width, micro_batch=self.config.head_micro_batch
-        )
-        depth = depth.float().reshape(length, height, width)
-        return (resize_depth(depth, out_size) if out_size is not None else depth).cpu()
+            features = self.model.add_motion(features, self._to_device(inputs.unsqueeze(0)), index)
+        keep = real_slots if real_slots < length else None
+        with self._stage("head"):
+            depth = self._decode_fn(
+                features, 1, length, height, width, micro_batch=self.head_micro_batch, keep=keep
+            )
+        depth = depth.float().reshape(-1, height, width)
+        if out_size is not None:
+            depth = resize_depth(depth, out_size)
+        if keep is not None:  # padding slots: never output; the last real depth stands in
+            depth = torch.cat([depth, depth[-1:].expand(length - keep, *depth.shape[1:])])
+        return depth.cpu()
 
     def _network(self):
         autocast = autocast_dtype(self.config.precision, self.device)
@@ -344,51 +471,60 @@ class StreamingDepthEngine:
         if not stream.has_frame(w.start(first)):
             return
         out_size = tuple(stream.get(w.start(first) if first else 0).shape[:2])
-        input_size = self.config.input_size
         context_inputs: torch.Tensor | None = None
         context_features: list[torch.Tensor] | None = None
         index = first
         with self._network():
             while stop is None or index < stop:
-                w.start(index)
                 slot_frames = w.slot_frames(index)
                 new_ids = slot_frames if index == 0 else slot_frames[w.overlap :]
-                new_inputs = preprocess_frames(
-                    np.stack([stream.get(i) for i in new_ids]), input_size
-                )
-                new_features = self._encode(new_inputs)
+                new_inputs, new_features = self._prepare(stream, new_ids)
                 if index == 0:
                     inputs, features = new_inputs, new_features
                 else:
                     if context_inputs is None:  # the first window of a run that starts mid-video
-                        context_ids = slot_frames[: w.overlap]
-                        context_inputs = preprocess_frames(
-                            np.stack([stream.get(i) for i in context_ids]), input_size
+                        context_inputs, context_features = self._prepare(
+                            stream, slot_frames[: w.overlap]
                         )
-                        if self.config.cache_encoder:
-                            context_features = self._encode(context_inputs)
                     inputs = torch.cat([context_inputs, new_inputs], dim=0)
                     if self.config.cache_encoder:
                         old = context_features
                     else:
                         old = self._encode(context_inputs)
                     features = [torch.cat([a, b], dim=0) for a, b in zip(old, new_features)]
-                if native:
-                    raw = self._predict(inputs, features, slot_frames, None)
-                    yield RawWindow(index, slot_frames, raw, frame_size=out_size)
-                else:
-                    raw = self._predict(inputs, features, slot_frames, out_size)
-                    yield RawWindow(index, slot_frames, raw)
+                # Slots hold increasing frames after slot 0, so padding is a suffix.
+                real_slots = len(list(itertools.takewhile(stream.is_real, slot_frames)))
+                if not self.config.speed.skip_padding:
+                    real_slots = w.length
+                size = None if native else out_size
+                raw = self._predict(inputs, features, slot_frames, size, real_slots)
+                yield RawWindow(index, slot_frames, raw, frame_size=out_size if native else None)
 
                 keep = [0, w.key_slot, *range(w.length - w.interp, w.length)]
-                context_inputs = inputs[keep].clone()
+                context_inputs = inputs[keep]  # advanced indexing copies: no view holds the window
                 context_features = (
-                    [f[keep].clone() for f in features] if self.config.cache_encoder else None
+                    [f[keep] for f in features] if self.config.cache_encoder else None
                 )
                 index += 1
                 stream.forget_before(w.start(index) + w.overlap)
                 if not stream.has_frame(w.start(index)):
                     break
+
+
+def compiled(model: VideoDepthAnything):
+    """torch.compile'd (encode_frames, decode) of `model`, shapes static.
+
+    Every shape compiles once (a resolution gives a few: encoder batches,
+    the last window's decoded slots), so the cache limit is raised to hold
+    several resolutions' graphs rather than fall back to eager silently.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    return (
+        torch.compile(model.encode_frames, dynamic=False),
+        torch.compile(model.decode, dynamic=False),
+    )
 
 
 class PaddedStream:

@@ -121,17 +121,25 @@ class VideoDepthAnything(nn.Module):
         height: int,
         width: int,
         micro_batch: int | None = None,
+        keep: int | None = None,
     ) -> torch.Tensor:
-        """Four (B*T, h*w, C) features -> (B, T, H, W) output of the head."""
+        """Four (B*T, h*w, C) features -> (B, T, H, W) output of the head.
+
+        With `keep`, (B, keep, H, W): the first `keep` frames of each clip,
+        the others still seen by the temporal modules but not decoded.
+        """
         if frames > self.config.num_frames:
             raise ValueError(
                 f"clip of {frames} frames exceeds the model's {self.config.num_frames}-frame window"
             )
         grid_h, grid_w = self.patch_grid(height, width)
-        depth = self.head(features, grid_h, grid_w, frames=frames, micro_batch=micro_batch)
+        depth = self.head(
+            features, grid_h, grid_w, frames=frames, micro_batch=micro_batch, keep=keep
+        )
         if depth.shape[-2:] != (height, width):
             depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=True)
-        return F.relu(depth).squeeze(1).reshape(batch, frames, height, width)
+        decoded = frames if keep is None else min(keep, frames)
+        return F.relu(depth).squeeze(1).reshape(batch, decoded, height, width)
 
     def forward(
         self,

@@ -41,8 +41,9 @@ def predict_window(
     inputs = preprocess_frames(frames, config.input_size).to(device)
     index = torch.arange(len(frames), device=device)[None]
     dtype = autocast_dtype(config.precision, device)
+    _, micro_batch = config.speed.batches(device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        depth = model(inputs[None], index, micro_batch=config.head_micro_batch)[0].float()
+        depth = model(inputs[None], index, micro_batch=micro_batch)[0].float()
     depth = F.interpolate(
         depth[:, None], size=frames.shape[1:3], mode="bilinear", align_corners=True
     )

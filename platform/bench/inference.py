@@ -1,6 +1,12 @@
-"""`vda bench inference`: the encoder cache's speed-up and the engine's memory bound.
+"""`vda bench inference`: the engine's speed levers, the encoder cache and the memory bound.
 
-Two measurements, each from one run on this machine:
+Measurements, each from one run on this machine:
+- frames/s of the engine with its speed levers (`SpeedOptions()`, and
+  compiled with `--compile`) against the engine without them
+  (`SpeedOptions.baseline()`), same weights, same frames; the max abs
+  difference of their outputs; the encoder's and the head's share of each;
+- on CUDA, the same engine in fp32, bf16 and fp16: ms/frame, peak memory,
+  the max relative difference from fp32;
 - frames/s of the streaming engine with the encoder cache against the same
   engine re-encoding its context slots (the uncached path, i.e. the official
   algorithm's cost), same weights, same frames; also the max abs difference
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 
 from vda.model import ModelConfig, VideoDepthAnything
-from vda.model.inference import InferenceConfig, StreamingDepthEngine
+from vda.model.inference import InferenceConfig, SpeedOptions, StageSeconds, StreamingDepthEngine
 
 from .machine import describe_machine
 
@@ -117,6 +123,145 @@ def measure_speed(
     )
 
 
+@dataclass
+class EngineRun:
+    """One engine configuration over the clip: warm-up (compiling included) apart."""
+
+    name: str
+    warmup_s: float
+    seconds: float
+    frames: int
+    encoder_s: float
+    head_s: float
+    depth: np.ndarray
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "fps": self.fps,
+            "ms_per_frame": 1000 * self.seconds / self.frames,
+            "seconds": self.seconds,
+            "warmup_s": self.warmup_s,
+            "encoder_share": self.encoder_s / self.seconds,
+            "head_share": self.head_s / self.seconds,
+        }
+
+
+def run_engine(
+    name: str,
+    model: VideoDepthAnything,
+    config: InferenceConfig,
+    frames: int,
+    height: int,
+    width: int,
+    device: str,
+) -> EngineRun:
+    """Warm up on two windows (every shape a clip shows, and compiling), then time the clip."""
+    engine = StreamingDepthEngine(model, config, device=device)
+    window = config.window
+    started = time.perf_counter()
+    _timed_run(engine, window.length + window.stride + 1, height, width)
+    _timed_run(engine, min(frames, window.length + window.stride + 1), height, width)
+    warmup = time.perf_counter() - started
+    engine.stage_seconds = StageSeconds()
+    depth, seconds, _ = _timed_run(engine, frames, height, width)
+    return EngineRun(
+        name,
+        warmup,
+        seconds,
+        frames,
+        engine.stage_seconds.encoder,
+        engine.stage_seconds.head,
+        depth,
+    )
+
+
+def measure_levers(
+    size: str,
+    frames: int,
+    height: int,
+    width: int,
+    input_size: int,
+    device: str,
+    compile: bool = False,
+) -> dict:
+    """The baseline engine against the engine with its levers (and compiled), one clip."""
+    model = _random_model(size).to(device).eval()
+    configs = {
+        "baseline": SpeedOptions.baseline(),
+        "levers": SpeedOptions(),
+        **({"levers+compile": SpeedOptions(compile=True)} if compile else {}),
+    }
+    runs = []
+    for name, speed in configs.items():
+        config = InferenceConfig(input_size=input_size, precision="fp32", speed=speed)
+        runs.append(run_engine(name, model, config, frames, height, width, device))
+        print(f"  {name}: {runs[-1].fps:.3f} frames/s", flush=True)
+    base = runs[0]
+    # Random weights give a depth range far narrower than its magnitude (a real model's
+    # disparity spans 0 .. max), so the difference is given against both.
+    scale = float(np.ptp(base.depth)) or 1.0
+    peak = float(np.abs(base.depth).max()) or 1.0
+    report = {"frames": frames, "size": size, "input_size": input_size, "runs": []}
+    for run in runs:
+        entry = run.summary()
+        entry["speedup"] = run.fps / base.fps
+        entry["max_abs_diff"] = float(np.abs(run.depth - base.depth).max())
+        entry["max_diff_of_range"] = entry["max_abs_diff"] / scale
+        entry["max_diff_of_peak"] = entry["max_abs_diff"] / peak
+        report["runs"].append(entry)
+    report["output_range"], report["output_peak"] = scale, peak
+    return report
+
+
+def measure_precisions(
+    size: str, frames: int, height: int, width: int, input_size: int, device: str
+) -> dict:
+    """CUDA only: the engine (levers on) in fp32, bf16 and fp16; peak memory; error vs fp32."""
+    model = _random_model(size).to(device).eval()
+    runs: dict[str, dict] = {}
+    reference: np.ndarray | None = None
+    for precision in ("fp32", "bf16", "fp16"):
+        torch.cuda.reset_peak_memory_stats(device)
+        config = InferenceConfig(input_size=input_size, precision=precision)
+        run = run_engine(precision, model, config, frames, height, width, device)
+        entry = run.summary()
+        entry["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        if reference is None:
+            reference = run.depth
+        denominator = np.maximum(np.abs(reference), 1e-6 * float(np.abs(reference).max()))
+        entry["max_rel_diff_vs_fp32"] = float((np.abs(run.depth - reference) / denominator).max())
+        runs[precision] = entry
+    return {"size": size, "frames": frames, "runs": runs}
+
+
+def print_levers(report: dict) -> None:
+    print(
+        f"engine levers ({report['size']}, {report['frames']} frames, input "
+        f"{report['input_size']}, fp32):",
+        flush=True,
+    )
+    for run in report["runs"]:
+        print(
+            f"  {run['name']:<15} {run['fps']:.3f} frames/s ({run['ms_per_frame']:.0f} ms/frame), "
+            f"{run['speedup']:.3f}x the baseline (CPU target >= 1.4x); encoder "
+            f"{100 * run['encoder_share']:.0f}% / head {100 * run['head_share']:.0f}% of the time; "
+            f"warm-up {run['warmup_s']:.1f} s; max |diff| {run['max_abs_diff']:.1e} = "
+            f"{run['max_diff_of_range']:.1e} of the range, {run['max_diff_of_peak']:.1e} of the "
+            "largest depth (target <= 1e-5)",
+            flush=True,
+        )
+    print(
+        f"  (baseline output: range {report['output_range']:.3g}, largest "
+        f"{report['output_peak']:.3g}; warm-up = two untimed clips, compiling included)",
+        flush=True,
+    )
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (VmHWM).
 
@@ -175,11 +320,32 @@ def run_inference_bench(
     memory_size: int = 56,
     device: str | None = None,
     skip_speed: bool = False,
+    levers_frames: int = 100,
+    compile: bool = False,
+    skip_levers: bool = False,
+    skip_cache: bool = False,
+    gpu_sizes: tuple[str, ...] = ("vits", "vitl"),
 ) -> dict:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"machine: {describe_machine(device)}", flush=True)
     report: dict = {"machine": describe_machine(device)}
-    if not skip_speed:
+    if not skip_speed and not skip_levers:
+        levers = measure_levers(size, levers_frames, height, width, input_size, device, compile)
+        print_levers(levers)
+        report["levers"] = levers
+    if not skip_speed and device.startswith("cuda"):
+        report["precisions"] = {}
+        for gpu_size in gpu_sizes:
+            result = measure_precisions(gpu_size, levers_frames, height, width, input_size, device)
+            for name, run in result["runs"].items():
+                print(
+                    f"  {gpu_size} {name}: {run['fps']:.1f} frames/s, {run['ms_per_frame']:.2f} "
+                    f"ms/frame, peak {run['peak_gpu_mib']:.0f} MiB, max relative diff vs fp32 "
+                    f"{run['max_rel_diff_vs_fp32']:.2e}",
+                    flush=True,
+                )
+            report["precisions"][gpu_size] = result
+    if not skip_speed and not skip_cache:
         speed = measure_speed(size, frames, height, width, input_size, device)
         print(
             f"speed ({size}, {frames} frames of {height}x{width}, input {input_size}): "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vda.model.inference import SpeedOptions
+
 from ..core.tracking import MlflowConfig
 from ..storage import S3Settings
 from ..video import DecodeOptions, OutputOptions
@@ -68,6 +70,7 @@ class InferConfig:
     input_size: int = 518
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     cache_encoder: bool = True
+    speed: SpeedOptions = field(default_factory=SpeedOptions)  # the engine's speed levers
     decode_prefetch: int = 64  # frames decoded ahead on a background thread
     actors: ActorConfig = field(default_factory=ActorConfig)
     split: SplitConfig = field(default_factory=SplitConfig)

@@ -143,6 +143,7 @@ class VideoDepthWorker:
                 input_size=self.config.input_size,
                 precision=self.config.precision,
                 cache_encoder=self.config.cache_encoder,
+                speed=self.config.speed,
             ),
             device=device,
         )

@@ -13,7 +13,7 @@ def test_inference_bench_reports_speed_and_memory_ratios(tmp_path, capsys):
         [
             "bench", "inference", "--size", "tiny", "--frames", "40", "--height", "28",
             "--width", "42", "--input-size", "28", "--short-frames", "20", "--long-frames", "60",
-            "--memory-size", "28", "--json", str(report_path),
+            "--memory-size", "28", "--levers-frames", "33", "--compile", "--json", str(report_path),
         ]
     )  # fmt: skip
     assert code == 0
@@ -21,6 +21,13 @@ def test_inference_bench_reports_speed_and_memory_ratios(tmp_path, capsys):
     assert printed.startswith("machine: ")
     assert "(target >= 1.2x)" in printed and "(target <= 1.1x)" in printed
     report = json.loads(report_path.read_text())
+    assert "(CPU target >= 1.4x)" in printed
+    runs = {run["name"]: run for run in report["levers"]["runs"]}
+    assert set(runs) == {"baseline", "levers", "levers+compile"}
+    assert runs["baseline"]["speedup"] == 1.0
+    for run in runs.values():
+        assert run["max_diff_of_peak"] <= 1e-5
+        assert 0 < run["encoder_share"] + run["head_share"] <= 1.0
     assert report["speed"]["frames"] == 40
     assert report["speed"]["max_abs_diff"] <= 1e-5 * report["speed"]["output_range"]
     assert report["memory"]["short"]["frames"] == 20

@@ -11,6 +11,7 @@ from helpers import tiny_model
 from vda.model.inference import (
     InferenceConfig,
     PaddedStream,
+    SpeedOptions,
     StreamingDepthEngine,
     WindowAligner,
     WindowConfig,
@@ -117,10 +118,47 @@ def test_metric_models_skip_the_alignment(model):
 
 def test_encoder_runs_once_per_frame_with_the_cache(model):
     frames = _video(100)  # windows at 0, 22, 44, 66, 88: 32 + 4 * 22 = 120 padded frames
-    _, cached = _engine_depth(model, frames, cache_encoder=True)
-    _, uncached = _engine_depth(model, frames, cache_encoder=False)
+    baseline = SpeedOptions.baseline()
+    _, cached = _engine_depth(model, frames, cache_encoder=True, speed=baseline)
+    _, uncached = _engine_depth(model, frames, cache_encoder=False, speed=baseline)
     assert cached.encoder_calls == 32 + 4 * 22
     assert uncached.encoder_calls == 5 * 32
+    # Skipping padding: the last window's 20 copies of frame 99 are encoded once.
+    _, cached = _engine_depth(model, frames, cache_encoder=True)
+    _, uncached = _engine_depth(model, frames, cache_encoder=False)
+    assert cached.encoder_calls == 100 + 1
+    assert uncached.encoder_calls == 32 + 3 * 32 + (10 + 2 + 1)
+
+
+@pytest.mark.parametrize("count", [1, 33, 100])
+def test_speed_levers_and_compiled_engine_equal_the_eager_baseline(model, count):
+    """Every lever (channels-last head, padding skipped, per-device batches) and
+    torch.compile keep the baseline engine's depth to 1e-5 of its range."""
+    frames = _video(count)
+    expected, _ = _engine_depth(model, frames, speed=SpeedOptions.baseline())
+    scale = float(np.ptp(expected)) or 1.0
+    levers, _ = _engine_depth(model, frames)
+    assert np.abs(levers - expected).max() <= 1e-5 * scale
+    compiled, engine = _engine_depth(model, frames, speed=SpeedOptions(compile=True))
+    assert engine._decode_fn is not model.decode  # the compiled callables ran
+    assert np.abs(compiled - expected).max() <= 1e-5 * scale
+
+
+def test_speed_levers_keep_a_diff_cnn_model_exact():
+    diff_model = tiny_model(seed=23, temporal_diff="diff_cnn")
+    frames = _video(60)
+    expected, _ = _engine_depth(diff_model, frames, speed=SpeedOptions.baseline())
+    got, _ = _engine_depth(diff_model, frames)
+    assert np.abs(got - expected).max() <= 1e-5 * (float(np.ptp(expected)) or 1.0)
+
+
+def test_head_decodes_only_the_kept_frames_and_they_are_unchanged(model):
+    features = model.encode_frames(torch.rand(2 * 5, 3, 28, 28))
+    with torch.inference_mode():
+        full = model.decode(features, 2, 5, 28, 28)
+        kept = model.decode(features, 2, 5, 28, 28, keep=3)
+    assert kept.shape == (2, 3, 28, 28)
+    assert torch.allclose(kept, full[:, :3], atol=1e-6)
 
 
 def test_diff_cnn_model_sees_true_frame_indices(model):
