@@ -35,6 +35,7 @@ JOBS: tuple[Job, ...] = (
     Job("status", "job_status", "status of a submitted job"),
     Job("logs", "job_logs", "logs of a submitted job"),
     Job("stop", "job_stop", "stop a submitted job"),
+    Job("export", "export", "the network as ONNX, checked in ONNX Runtime against PyTorch"),
     Job("convert", "convert", "convert checkpoints between official and vda layouts"),
     Job("demo", "demo", "the end-to-end demonstration that `make demo` runs"),
 )
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors that describe bad input (a path, a file, a config): one line, no traceback."""
     from vda.model.checkpoint import CheckpointError
+    from vda.model.onnx_export import OnnxExportError
+    from vda.model.onnx_runtime import OnnxNetworkError
     from vda.platform.cluster.submit import ClusterAuthError
     from vda.platform.core.config import ConfigError
     from vda.platform.data.layouts import LayoutError
@@ -67,6 +70,8 @@ def user_errors() -> tuple[type[Exception], ...]:
         ClusterAuthError,
         ConfigError,
         LayoutError,
+        OnnxExportError,
+        OnnxNetworkError,
         StorageError,
         VideoDecodeError,
     )

@@ -16,7 +16,12 @@ from tqdm import tqdm
 
 from vda.model import load_checkpoint
 from vda.model.checkpoint import file_sha256
-from vda.model.inference import InferenceConfig, StreamingDepthEngine, WindowConfig
+from vda.model.inference import (
+    InferenceConfig,
+    SpeedOptions,
+    StreamingDepthEngine,
+    WindowConfig,
+)
 from vda.platform.video import (
     DecodeOptions,
     DepthOutputs,
@@ -37,7 +42,14 @@ WEIGHTS_HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", type=Path, help="video files")
-    parser.add_argument("--checkpoint", type=Path, help="official VDA or vda checkpoint")
+    parser.add_argument(
+        "--checkpoint", type=Path,
+        help="official VDA or vda checkpoint (with --engine onnx: NAME.onnx from `vda export`)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--engine", choices=("torch", "onnx"), default="torch",
+        help="onnx: the same windowing on ONNX Runtime (CPU; CUDA/TensorRT providers if present)",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, default=Path("outputs"), help="output folder")
     parser.add_argument("--input-size", type=int, default=518)
     parser.add_argument("--max-res", type=int, default=1280)
@@ -47,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp16", "bf16"), default="fp16")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
     parser.add_argument("--no-cache", action="store_true", help="re-encode context frames")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (pays on long videos)"
+    )
+    parser.add_argument(
+        "--baseline-engine", action="store_true",
+        help="no speed levers: the engine as first built (to compare or rule them out)",
+    )  # fmt: skip
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--chunk-frames", type=int, default=256)
     parser.add_argument(
@@ -64,15 +83,23 @@ def run(args: argparse.Namespace) -> int:
         print(WEIGHTS_HELP, file=sys.stderr)
         return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_checkpoint(args.checkpoint)
+    if args.engine == "onnx":
+        from vda.model.onnx_runtime import OnnxNetwork
+
+        model = OnnxNetwork(args.checkpoint, device)
+    else:
+        model = load_checkpoint(args.checkpoint)
     checkpoint_hash = file_sha256(args.checkpoint)
     config = InferenceConfig(
         window=WindowConfig(length=args.window),
         input_size=args.input_size,
         precision="fp32" if args.fp32 else args.precision,
         cache_encoder=not args.no_cache,
+        speed=SpeedOptions.baseline() if args.baseline_engine else SpeedOptions(),
     )
-    engine = StreamingDepthEngine(model, config, device=device)
+    config.speed.compile = args.compile
+    engine_device = "cpu" if args.engine == "onnx" else device  # ORT picks its own device
+    engine = StreamingDepthEngine(model, config, device=engine_device)
     decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
     outputs = OutputOptions(
         chunk_frames=args.chunk_frames,
@@ -109,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
                                 "target_fps": args.target_fps,
                                 "precision": engine.precision,  # what ran, not what was asked
                                 "device": str(engine.device),
+                                "engine": args.engine,
+                                "speed": asdict(config.speed),
                                 "window": args.window,
                             },
                             "alignments": [asdict(a) for a in engine.alignments],
