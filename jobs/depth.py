@@ -29,7 +29,9 @@ from vda.platform.video import (
     VideoDecodeError,
     open_video,
 )
+from vda.platform.video.pointcloud import Intrinsics, sidecar_intrinsics
 from vda.platform.video.process import depth_for_video
+from vda.platform.video.scenes import SceneCutOptions
 
 WEIGHTS_HELP = (
     "vda depth needs model weights: pass --checkpoint PATH. The official ones are "
@@ -73,6 +75,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="depth arrays' type (float32: exact, twice the bytes)",
     )  # fmt: skip
     parser.add_argument("--png16", action="store_true", help="also write 16-bit PNG frames")
+    parser.add_argument("--exr", action="store_true", help="also OpenEXR depth per frame (Z)")
+    parser.add_argument("--exr-half", action="store_true", help="EXR in half floats")
+    parser.add_argument(
+        "--ply", action="store_true", help="coloured point clouds (metric checkpoints)"
+    )
+    parser.add_argument("--ply-every", type=int, default=10, help="a point cloud every N frames")
+    parser.add_argument("--focal-length-x", type=float, help="pixels, source video")
+    parser.add_argument("--focal-length-y", type=float, help="pixels, source video")
+    parser.add_argument("--principal-x", type=float, help="default: image centre")
+    parser.add_argument("--principal-y", type=float, help="default: image centre")
+    parser.add_argument(
+        "--scene-cuts", action="store_true",
+        help="restart the window chain at each detected cut (PySceneDetect ContentDetector)",
+    )  # fmt: skip
+    parser.add_argument("--scene-threshold", type=float, default=27.0)
     parser.add_argument("--no-preview", action="store_true")
     parser.add_argument("--grayscale", action="store_true", help="also a grayscale preview")
     parser.add_argument("--side-by-side", action="store_true", help="also an RGB | depth video")
@@ -105,6 +122,14 @@ def run(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
         depth_dtype=args.depth_dtype,
         png16=args.png16,
+        exr=args.exr,
+        exr_half=args.exr_half,
+        ply=args.ply,
+        ply_every=args.ply_every,
+        focal_length_x=args.focal_length_x,
+        focal_length_y=args.focal_length_y,
+        principal_x=args.principal_x,
+        principal_y=args.principal_y,
         preview=not args.no_preview,
         grayscale=args.grayscale,
         side_by_side=args.side_by_side,
@@ -119,11 +144,16 @@ def run(args: argparse.Namespace) -> int:
                     total = -(-total // reader.info.stride)
                     if args.max_len > 0:
                         total = min(total, args.max_len)
+                sidecar = sidecar_intrinsics(video)
+                intrinsics = Intrinsics.from_sidecar(sidecar) if sidecar.exists() else None
+                depth_outputs = DepthOutputs(
+                    folder, reader.info, outputs, metric=model.config.metric, intrinsics=intrinsics
+                )
                 with tqdm(total=total, desc=video.name, unit="frame") as bar:
                     result = depth_for_video(
                         engine,
                         reader.frames(),
-                        DepthOutputs(folder, reader.info, outputs, metric=model.config.metric),
+                        depth_outputs,
                         metadata=lambda: {
                             "model_size": model.config.size,
                             "metric": model.config.metric,
@@ -143,9 +173,10 @@ def run(args: argparse.Namespace) -> int:
                             "alignments": [asdict(a) for a in engine.alignments],
                         },
                         on_frame=lambda _: bar.update(1),
+                        scene_cuts=SceneCutOptions(args.scene_cuts, args.scene_threshold),
                     )
             print(f"{video}: {result.frames} frames in {result.seconds:.1f} s -> {folder}")
-        except VideoDecodeError as error:
+        except (VideoDecodeError, ValueError) as error:  # a bad video, sidecar or option
             failures += 1
             print(f"{video}: FAILED: {error}", file=sys.stderr)
     return 1 if failures else 0

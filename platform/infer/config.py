@@ -10,6 +10,7 @@ from vda.model.inference import SpeedOptions
 from ..core.tracking import MlflowConfig
 from ..storage import S3Settings
 from ..video import DecodeOptions, OutputOptions
+from ..video.scenes import SceneCutOptions
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
@@ -71,6 +72,8 @@ class InferConfig:
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     cache_encoder: bool = True
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the engine's speed levers
+    # restart the window chain at scene cuts (videos with it on are never split)
+    scene_cuts: SceneCutOptions = field(default_factory=SceneCutOptions)
     decode_prefetch: int = 64  # frames decoded ahead on a background thread
     actors: ActorConfig = field(default_factory=ActorConfig)
     split: SplitConfig = field(default_factory=SplitConfig)

@@ -180,7 +180,7 @@ class VideoDepthWorker:
                 plan = segments.plan_segments(
                     reader.frame_count_estimate, WindowConfig(), config.split.segment_frames
                 )
-                if plan:
+                if plan and not config.scene_cuts.enabled:  # a cut restarts the chain: unsplit
                     key = segments.plan_key(
                         segments.plan_settings(config, video, row.checkpoint_sha256)
                     )
@@ -201,6 +201,7 @@ class VideoDepthWorker:
                     ),
                     background=config.writer.background,
                     queue_frames=config.writer.queue_frames,
+                    scene_cuts=config.scene_cuts,
                 )
                 info = reader.info
             finish_row(row, produced, info, self.engine.alignments, time.perf_counter() - start)

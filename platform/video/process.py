@@ -10,6 +10,7 @@ a full queue makes the model wait rather than memory grow (back-pressure).
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 from vda.model.inference import StreamingDepthEngine
 
+from .scenes import CutDetector, SceneCutOptions, ShotRunner
 from .writers import DepthOutputs
 
 
@@ -144,22 +146,38 @@ def depth_for_video(
     on_frame: Callable[[int], None] | None = None,
     background: bool = False,
     queue_frames: int = 32,
+    scene_cuts: SceneCutOptions | None = None,
 ) -> VideoResult:
     """Decode, infer and write one video, frame by frame.
 
     The RGB frames are kept only until their depth is written (side-by-side
-    previews need them), which is at most about one window of frames.
+    previews and point clouds need them), at most about one window of frames.
+    With `scene_cuts.enabled` the window chain restarts at every cut; the cuts
+    and all shots' alignments go into the metadata.
     """
     waiting: dict[int, np.ndarray] = {}
+    keep_rgb = outputs.options.side_by_side or outputs.options.ply
 
     def tee() -> Iterator[np.ndarray]:
         for index, frame in enumerate(frames):
-            if outputs.options.side_by_side:
+            if keep_rgb:
                 waiting[index] = frame
             yield frame
 
+    depths = engine.run(tee())
+    if scene_cuts is not None and scene_cuts.enabled:
+        runner = ShotRunner(engine, CutDetector(scene_cuts, outputs.info.fps))
+        depths = runner.run(tee())
+        inner = metadata
+
+        def metadata() -> dict:
+            values = dict((inner() if callable(inner) else inner) or {})
+            values["scene_cuts"] = list(runner.cuts)
+            values["alignments"] = [dataclasses.asdict(a) for a in runner.alignments]
+            return values
+
     return write_depths(
-        engine.run(tee()),
+        depths,
         outputs,
         metadata,
         rgb=lambda index: waiting.pop(index, None),

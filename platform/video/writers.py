@@ -16,6 +16,7 @@ chosen the same way (metric depth: millimetres), recorded in the metadata.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from .decode import VideoInfo
+from .pointcloud import Intrinsics, unproject, write_exr, write_ply
 
 PNG16_MAX = 65535
 METRIC_PNG_SCALE = 0.001  # metres per unit: millimetres, as ScanNet stores depth
@@ -43,6 +45,20 @@ class OutputOptions:
     grayscale: bool = False
     side_by_side: bool = False  # RGB | depth
     warmup: int = 32  # frames that fix the preview range
+    exr: bool = False  # exr/<video>_000000.exr per frame, channel Z
+    exr_half: bool = False  # half floats instead of float32
+    ply: bool = False  # ply/<video>_000000.ply coloured point clouds (metric models)
+    ply_every: int = 10  # a cloud every N output frames
+    focal_length_x: float | None = None  # pixels of the source video (or a sidecar per video)
+    focal_length_y: float | None = None
+    principal_x: float | None = None  # default: the image centre
+    principal_y: float | None = None
+
+    def intrinsics(self) -> Intrinsics | None:
+        if self.focal_length_x is None and self.focal_length_y is None:
+            return None
+        fx = self.focal_length_x or self.focal_length_y
+        return Intrinsics(fx, self.focal_length_y or fx, self.principal_x, self.principal_y)
 
 
 class _Mp4Sink:
@@ -87,11 +103,30 @@ class DepthOutputs:
         options: OutputOptions | None = None,
         metric: bool = False,
         on_file_done: Callable[[Path], None] | None = None,
+        intrinsics: Intrinsics | None = None,
     ) -> None:
+        options = options or OutputOptions()
+        self.intrinsics: Intrinsics | None = None
+        if options.ply:
+            if not metric:
+                raise ValueError(
+                    "point clouds (ply) need metric depth: use a metric_* checkpoint (relative "
+                    "disparity has no scale in metres)"
+                )
+            chosen = intrinsics or options.intrinsics()
+            if chosen is None:
+                raise ValueError(
+                    "point clouds (ply) need intrinsics: --focal-length-x/--focal-length-y "
+                    "(outputs.focal_length_x/_y) or a <video>.intrinsics.json sidecar"
+                )
+            self.intrinsics = chosen.at_size(
+                info.width, info.height, info.source_width, info.source_height
+            )
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.info = info
-        self.options = options or OutputOptions()
+        self.options = options
+        self._stem = Path(info.name).stem or "video"  # per-video names never collide
         self.metric = metric
         self._on_file_done = on_file_done or (lambda path: None)
         self._chunk: list[np.ndarray] = []
@@ -112,6 +147,10 @@ class DepthOutputs:
                 f"depth of shape {depth.shape} for a {self.info.height}x{self.info.width} video"
             )
         self.frames += 1
+        if self.options.exr:
+            self._write_exr(index, depth)
+        if self.options.ply and (self.frames - 1) % max(1, self.options.ply_every) == 0:
+            self._write_ply(index, depth, rgb)
         if self.options.depth_npz:
             self._chunk.append(depth.astype(self.options.depth_dtype))
             self._chunk_index.append(index)
@@ -149,6 +188,8 @@ class DepthOutputs:
             "depth_files": [f for f in self._files if f.startswith("depth")],
             "preview_range": list(self._range) if self._range else None,
         }
+        if self.intrinsics is not None:
+            meta["intrinsics"] = dataclasses.asdict(self.intrinsics)  # at the output size
         if self.options.png16:
             meta["png16_scale"] = self._png_scale
             meta["png16_clipped_pixels"] = self._png_clipped
@@ -159,6 +200,19 @@ class DepthOutputs:
         return list(self._files)
 
     # -- internals ------------------------------------------------------------
+    def _write_exr(self, index: int, depth: np.ndarray) -> None:
+        folder = self.folder / "exr"
+        folder.mkdir(exist_ok=True)
+        path = write_exr(folder / f"{self._stem}_{index:06d}.exr", depth, self.options.exr_half)
+        self._done(path)
+
+    def _write_ply(self, index: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
+        folder = self.folder / "ply"
+        folder.mkdir(exist_ok=True)
+        colours = rgb.reshape(-1, 3) if rgb is not None else None
+        points = unproject(depth, self.intrinsics)
+        self._done(write_ply(folder / f"{self._stem}_{index:06d}.ply", points, colours))
+
     def _done(self, path: Path) -> None:
         self._files.append(str(path.relative_to(self.folder)))
         self._on_file_done(path)
