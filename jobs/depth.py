@@ -43,7 +43,14 @@ WEIGHTS_HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos", nargs="+", type=Path, help="video files")
+    parser.add_argument(
+        "videos", nargs="+", type=Path,
+        help="video files, or folders of numbered images (PNG, JPEG, TIFF, EXR) as one video each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sequence-fps", type=float, default=None,
+        help="frame rate of image-sequence folders (else their sequence.json, else 24)",
+    )  # fmt: skip
     parser.add_argument(
         "--checkpoint", type=Path,
         help="official VDA or vda checkpoint (with --engine onnx: NAME.onnx from `vda export`)",
@@ -137,13 +144,9 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for video in args.videos:
         try:
-            with open_video(video, decode) as reader:
-                folder = args.output / video.stem
-                total = reader.info.frame_count_hint
-                if total:
-                    total = -(-total // reader.info.stride)
-                    if args.max_len > 0:
-                        total = min(total, args.max_len)
+            with open_video(video, decode, sequence_fps=args.sequence_fps) as reader:
+                folder = args.output / (video.name if video.is_dir() else video.stem)
+                total = reader.frame_count_estimate
                 sidecar = sidecar_intrinsics(video)
                 intrinsics = Intrinsics.from_sidecar(sidecar) if sidecar.exists() else None
                 depth_outputs = DepthOutputs(

@@ -53,6 +53,12 @@ class VideoInfo:
     rotation: int  # degrees applied to upright the frames
     codec: str
     frame_count_hint: int | None  # from the container, may be absent or wrong
+    # image sequences: the source number of each delivered frame (None: 0, 1, 2, ...)
+    frame_numbers: tuple[int, ...] | None = None
+
+    def frame_number(self, index: int) -> int:
+        """The number outputs carry for delivered frame `index`."""
+        return self.frame_numbers[index] if self.frame_numbers else index
 
 
 def _even(value: int) -> int:
@@ -245,12 +251,20 @@ def open_video(
     source: str | Path | IO[bytes],
     options: DecodeOptions | None = None,
     name: str | None = None,
+    sequence_fps: float | None = None,
 ) -> VideoReader:
-    """Open a local path or a readable binary stream as a VideoReader."""
+    """Open a local path or a readable binary stream as a VideoReader.
+
+    A local folder is an image sequence (`ImageSequenceReader`, same interface).
+    """
     if name is None:
         name = (
             str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
         )
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        from .sequence import ImageSequenceReader
+
+        return ImageSequenceReader(Path(source), options or DecodeOptions(), name, sequence_fps)
     if isinstance(source, (str, Path)) and not Path(source).is_file():
         raise VideoDecodeError(f"video {name!r} does not exist")
     return VideoReader(source, options or DecodeOptions(), name)

@@ -147,6 +147,7 @@ class DepthOutputs:
                 f"depth of shape {depth.shape} for a {self.info.height}x{self.info.width} video"
             )
         self.frames += 1
+        index = self.info.frame_number(index)  # image sequences keep their source numbers
         if self.options.exr:
             self._write_exr(index, depth)
         if self.options.ply and (self.frames - 1) % max(1, self.options.ply_every) == 0:
@@ -183,6 +184,7 @@ class DepthOutputs:
             "source_width": self.info.source_width,
             "source_height": self.info.source_height,
             "rotation": self.info.rotation,
+            "frame_numbers": "source" if self.info.frame_numbers else "position",
             "depth_kind": "metric_depth_m" if self.metric else "relative_disparity",
             "depth_dtype": self.options.depth_dtype,
             "depth_files": [f for f in self._files if f.startswith("depth")],
