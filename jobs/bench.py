@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     inference.add_argument("--compile", action="store_true", help="also time torch.compile")
     inference.add_argument("--skip-levers", action="store_true")
+    inference.add_argument(
+        "--engine", choices=("torch", "onnx"), default="torch",
+        help="onnx: only the ONNX Runtime vs PyTorch engine comparison",
+    )  # fmt: skip
     inference.add_argument("--skip-cache", action="store_true", help="no cached-vs-uncached run")
     inference.add_argument("--json", type=Path, help="also write the report here")
     training = sub.add_parser("train", help="data-wait share of step time, 2 workers reading S3")
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             compile=args.compile,
             skip_levers=args.skip_levers,
             skip_cache=args.skip_cache,
+            engine=args.engine,
         )
     elif args.bench == "train":
         from vda.platform.bench.train import run_train_bench

@@ -218,6 +218,43 @@ def measure_levers(
     return report
 
 
+def measure_onnx(
+    size: str, frames: int, height: int, width: int, input_size: int, device: str
+) -> dict:
+    """The streaming engine on PyTorch (levers on) and on its ONNX Runtime export, one clip.
+
+    The export is made at the clip's network input size into a temporary folder.
+    """
+    from vda.model.onnx_export import ExportSettings, export_onnx
+    from vda.model.onnx_runtime import OnnxNetwork
+    from vda.model.transforms import effective_input_size, network_size
+
+    model = _random_model(size).eval()
+    net_h, net_w = network_size(height, width, effective_input_size(height, width, input_size))
+    config = InferenceConfig(input_size=input_size, precision="fp32")
+    torch_run = run_engine("pytorch", model, config, frames, height, width, device)
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        path = Path(folder) / f"{size}.onnx"
+        export_onnx(
+            model, path, ExportSettings(frames=config.window.length, height=net_h, width=net_w)
+        )
+        export_s = time.perf_counter() - started
+        network = OnnxNetwork(path, device)
+        onnx_run = run_engine("onnxruntime", network, config, frames, height, width, "cpu")
+    scale = float(np.ptp(torch_run.depth)) or 1.0
+    return {
+        "size": size,
+        "frames": frames,
+        "providers": network.providers,
+        "export_s": export_s,
+        "pytorch": torch_run.summary(),
+        "onnxruntime": onnx_run.summary(),
+        "ratio": onnx_run.fps / torch_run.fps,
+        "max_diff_of_range": float(np.abs(onnx_run.depth - torch_run.depth).max()) / scale,
+    }
+
+
 def measure_precisions(
     size: str, frames: int, height: int, width: int, input_size: int, device: str
 ) -> dict:
@@ -325,10 +362,23 @@ def run_inference_bench(
     skip_levers: bool = False,
     skip_cache: bool = False,
     gpu_sizes: tuple[str, ...] = ("vits", "vitl"),
+    engine: str = "torch",
 ) -> dict:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"machine: {describe_machine(device)}", flush=True)
     report: dict = {"machine": describe_machine(device)}
+    if engine == "onnx":
+        result = measure_onnx(size, levers_frames, height, width, input_size, device)
+        print(
+            f"onnx ({size}, {result['frames']} frames, {', '.join(result['providers'])}): ONNX "
+            f"Runtime {result['onnxruntime']['fps']:.3f} frames/s vs PyTorch "
+            f"{result['pytorch']['fps']:.3f} frames/s: {result['ratio']:.3f}x; max |diff| "
+            f"{result['max_diff_of_range']:.1e} of the range; export + check "
+            f"{result['export_s']:.0f} s",
+            flush=True,
+        )
+        report["onnx"] = result
+        return report
     if not skip_speed and not skip_levers:
         levers = measure_levers(size, levers_frames, height, width, input_size, device, compile)
         print_levers(levers)

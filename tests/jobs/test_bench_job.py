@@ -33,3 +33,20 @@ def test_inference_bench_reports_speed_and_memory_ratios(tmp_path, capsys):
     assert report["memory"]["short"]["frames"] == 20
     assert report["memory"]["long"]["frames"] == 60
     assert report["memory"]["ratio"] > 0
+
+
+def test_inference_bench_compares_onnx_runtime_with_pytorch(tmp_path, capsys):
+    report_path = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench", "inference", "--engine", "onnx", "--size", "tiny", "--height", "28",
+            "--width", "42", "--input-size", "28", "--levers-frames", "40",
+            "--json", str(report_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert "ONNX Runtime" in capsys.readouterr().out
+    onnx = json.loads(report_path.read_text())["onnx"]
+    assert onnx["frames"] == 40 and onnx["ratio"] > 0
+    assert onnx["max_diff_of_range"] <= 1e-4
+    assert onnx["providers"] == ["CPUExecutionProvider"]
