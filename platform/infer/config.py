@@ -66,6 +66,9 @@ class InferConfig:
     output: str = ""  # output prefix
     checkpoint: str = ""  # official VDA or vda checkpoint (local or s3://)
     suffixes: tuple[str, ...] = VIDEO_SUFFIXES
+    # image files under `input` grouped by folder, each folder one video (VFX plates)
+    sequences: bool = False
+    sequence_fps: float | None = None  # else the folder's sequence.json, else 24
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     outputs: OutputOptions = field(default_factory=OutputOptions)
     input_size: int = 518

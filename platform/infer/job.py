@@ -39,6 +39,7 @@ from ..storage import (
     write_bytes,
 )
 from ..storage.objects import delete
+from ..video.sequence import IMAGE_SUFFIXES, group_sequences
 from .config import InferConfig
 from .manifest import ManifestRow, manifest_table, read_rows, write_manifest
 from .quality import flag_outliers
@@ -80,10 +81,13 @@ def list_videos(config: InferConfig) -> list[dict[str, str]]:
         prefix = None
     else:
         uris = list_files(config.input, tuple(config.suffixes), config.s3)
+        if config.sequences:  # each folder of images is one video, named by the folder
+            images = list_files(config.input, IMAGE_SUFFIXES, config.s3)
+            uris += list(group_sequences(images))
         prefix = config.input
     rows, seen = [], set()
     for uri in uris:
-        video_id = video_id_for(uri, prefix)
+        video_id = video_id_for(uri.rstrip("/"), prefix)
         if video_id in seen:
             raise StorageError(f"two inputs map to the same output {video_id!r}; rename one")
         seen.add(video_id)

@@ -35,9 +35,17 @@ import numpy as np
 from vda.model.inference import WindowAligner, WindowConfig
 
 from ..core.config import build
-from ..storage import exists, join, open_input, write_bytes
+from ..storage import exists, join, list_files, open_input, read_bytes, write_bytes
 from ..video import DepthOutputs, VideoDecodeError, open_video
 from ..video.process import VideoResult, depth_for_video, write_depths
+from ..video.sequence import (
+    IMAGE_SUFFIXES,
+    SIDECAR,
+    ImageSequenceReader,
+    decode_image,
+    group_sequences,
+    sidecar_fps,
+)
 from . import segments
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
@@ -173,10 +181,7 @@ class VideoDepthWorker:
         start = time.perf_counter()
         try:
             self._maybe_crash(video_id)
-            with (
-                open_input(video, config.s3) as stream,
-                open_video(stream, config.decode, name=video) as reader,
-            ):
+            with _Opened(video, config) as reader:
                 plan = segments.plan_segments(
                     reader.frame_count_estimate, WindowConfig(), config.split.segment_frames
                 )
@@ -272,9 +277,14 @@ class VideoDepthWorker:
 
 
 class _Opened:
-    """A video opened from storage for `run_segment` (which may open it twice)."""
+    """A video opened from storage: a file streamed by ranged reads, or, for a URI ending
+    in "/", an image sequence read image by image (the folder's direct children)."""
 
     def __init__(self, video: str, config: InferConfig) -> None:
+        self._stream = None
+        if video.endswith("/"):
+            self._reader = _open_sequence(video, config)
+            return
         self._stream = open_input(video, config.s3)
         try:
             self._reader = open_video(self._stream, config.decode, name=video)
@@ -287,7 +297,24 @@ class _Opened:
 
     def __exit__(self, *exc: object) -> None:
         self._reader.close()
-        self._stream.close()
+        if self._stream is not None:
+            self._stream.close()
+
+
+def _open_sequence(folder: str, config: InferConfig) -> ImageSequenceReader:
+    files = [
+        uri
+        for uri in list_files(folder, IMAGE_SUFFIXES, config.s3)
+        if uri.rsplit("/", 1)[0] + "/" == folder
+    ]
+    files = group_sequences(files).get(folder, [])
+    sidecar = join(folder, SIDECAR)
+    data = read_bytes(sidecar, config.s3) if exists(sidecar, config.s3) else None
+    fps = config.sequence_fps or sidecar_fps(data, sidecar)
+    return ImageSequenceReader(
+        files, config.decode, name=folder, fps=fps,
+        load=lambda uri: decode_image(read_bytes(uri, config.s3), uri),
+    )  # fmt: skip
 
 
 def _alignments(alignments) -> list[dict[str, float]]:
@@ -325,10 +352,7 @@ def stitch(
     try:
         aligner = WindowAligner(WindowConfig(), metric=model["metric"])
         load = segments.window_loader(config.output, video_id, plan, config.s3)
-        with (
-            open_input(video, config.s3) as stream,
-            open_video(stream, config.decode, name=video) as reader,
-        ):
+        with _Opened(video, config) as reader:
             outputs = DepthOutputs(
                 commit.local, reader.info, config.outputs, metric=model["metric"],
                 on_file_done=commit.upload,

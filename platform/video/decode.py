@@ -262,9 +262,9 @@ def open_video(
             str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
         )
     if isinstance(source, (str, Path)) and Path(source).is_dir():
-        from .sequence import ImageSequenceReader
+        from .sequence import open_folder
 
-        return ImageSequenceReader(Path(source), options or DecodeOptions(), name, sequence_fps)
+        return open_folder(Path(source), options or DecodeOptions(), name, sequence_fps)
     if isinstance(source, (str, Path)) and not Path(source).is_file():
         raise VideoDecodeError(f"video {name!r} does not exist")
     return VideoReader(source, options or DecodeOptions(), name)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -50,24 +51,36 @@ def srgb_from_linear(linear: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) frame from any supported image file."""
+    """An RGB uint8 (H, W, 3) frame from a local image file."""
     try:
-        if path.suffix.lower() == ".exr":
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise VideoDecodeError(
+            f"image {str(path)!r} of a sequence cannot be read: {error}"
+        ) from error
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) frame from an image file's bytes (`name` gives the format)."""
+    try:
+        if name.lower().endswith(".exr"):
             from .pointcloud import read_exr
 
-            image = srgb_from_linear(read_exr(path))
+            with tempfile.NamedTemporaryFile(suffix=".exr") as handle:  # OpenEXR reads paths
+                handle.write(data)
+                handle.flush()
+                image = srgb_from_linear(read_exr(Path(handle.name)))
         else:
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
             if image is None:
                 raise ValueError("not a readable image")
             if image.dtype == np.uint16:
                 image = (image.astype(np.float32) / 257).round().astype(np.uint8)
-            if image.ndim == 3:  # OpenCV reads BGR(A)
+            if image.ndim == 3:  # OpenCV decodes BGR(A)
                 image = image[..., 2::-1] if image.shape[2] >= 3 else image[..., :1]
     except Exception as error:
-        raise VideoDecodeError(
-            f"image {str(path)!r} of a sequence cannot be read: {error}"
-        ) from error
+        raise VideoDecodeError(f"image {name!r} of a sequence cannot be read: {error}") from error
     if image.ndim == 2:
         image = image[..., None]
     if image.shape[2] == 1:
@@ -75,29 +88,49 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
+def group_sequences(uris: list[str]) -> dict[str, list[str]]:
+    """Image files grouped by the folder (prefix) that holds them, each group in frame order."""
+    groups: dict[str, list[str]] = {}
+    for uri in uris:
+        if uri.lower().endswith(IMAGE_SUFFIXES):
+            groups.setdefault(uri.rsplit("/", 1)[0] + "/", []).append(uri)
+    return {
+        folder: sorted(files, key=lambda u: natural_key(u.rsplit("/", 1)[-1]))
+        for folder, files in sorted(groups.items())
+    }
+
+
 class ImageSequenceReader:
     """The `VideoReader` interface over a folder of numbered images."""
 
-    def __init__(self, folder: Path, options: DecodeOptions, name: str, fps: float | None = None):
+    def __init__(
+        self,
+        files: list[str],
+        options: DecodeOptions,
+        name: str,
+        fps: float | None = None,
+        load: Callable[[str], np.ndarray] | None = None,
+    ):
+        """`files` in frame order (local paths, or URIs that `load` reads)."""
         self.name = name
         self.options = options
-        files = sequence_files(folder)
+        self._load = load or (lambda file: read_image(Path(file)))
         if not files:
             raise VideoDecodeError(
                 f"folder {name!r} holds no images ({', '.join(IMAGE_SUFFIXES)}) to read as a sequence"
             )
-        source_fps = fps or _sidecar_fps(folder) or DEFAULT_SEQUENCE_FPS
+        source_fps = fps or DEFAULT_SEQUENCE_FPS
         target = options.target_fps
         stride = max(round(source_fps / target), 1) if target > 0 else 1
         files = files[::stride]
         if options.max_len > 0:
             files = files[: options.max_len]
         self._files = files
-        first = read_image(files[0])
+        first = self._load(files[0])
         self._first = first
         height, width = first.shape[:2]
         out_h, out_w = output_size(height, width, options.max_res)
-        numbers = [frame_number(p.name, i) for i, p in enumerate(files)]
+        numbers = [frame_number(f.rsplit("/", 1)[-1], i) for i, f in enumerate(map(str, files))]
         if len(set(numbers)) != len(numbers):  # names without distinct numbers: positions
             numbers = list(range(len(files)))
         self.frame_numbers = numbers
@@ -111,7 +144,7 @@ class ImageSequenceReader:
             source_fps=float(source_fps),
             stride=stride,
             rotation=0,
-            codec="image-sequence:" + files[0].suffix.lower().lstrip("."),
+            codec="image-sequence:" + str(files[0]).rsplit(".", 1)[-1].lower(),
             frame_count_hint=len(files),
             frame_numbers=tuple(numbers),
         )
@@ -121,7 +154,7 @@ class ImageSequenceReader:
         return len(self._files)  # exact: the folder lists them
 
     def _frame(self, position: int) -> np.ndarray:
-        image = self._first if position == 0 else read_image(self._files[position])
+        image = self._first if position == 0 else self._load(self._files[position])
         if image.shape[:2] != (self.info.source_height, self.info.source_width):
             raise VideoDecodeError(
                 f"image {str(self._files[position])!r} is {image.shape[1]}x{image.shape[0]}, the "
@@ -154,11 +187,19 @@ class ImageSequenceReader:
         self.close()
 
 
-def _sidecar_fps(folder: Path) -> float | None:
-    path = folder / SIDECAR
-    if not path.exists():
+def sidecar_fps(data: bytes | None, name: str) -> float | None:
+    """The fps of a `sequence.json` sidecar's bytes (None when there is none)."""
+    if data is None:
         return None
     try:
-        return float(json.loads(path.read_text())["fps"])
+        return float(json.loads(data)["fps"])
     except (ValueError, KeyError, TypeError) as error:
-        raise VideoDecodeError(f'{str(path)!r}: expected {{"fps": number}}: {error}') from error
+        raise VideoDecodeError(f'{name!r}: expected {{"fps": number}}: {error}') from error
+
+
+def open_folder(
+    folder: Path, options: DecodeOptions, name: str, fps: float | None = None
+) -> ImageSequenceReader:
+    sidecar = folder / SIDECAR
+    fps = fps or sidecar_fps(sidecar.read_bytes() if sidecar.exists() else None, str(sidecar))
+    return ImageSequenceReader([str(p) for p in sequence_files(folder)], options, name, fps)

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import boto3
+import cv2
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -16,6 +17,7 @@ from videos import moving_frames, write_h264, write_mp4v
 
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
+from vda.model.inference import InferenceConfig, StreamingDepthEngine
 from vda.platform.core.config import build
 from vda.platform.infer.config import InferConfig
 from vda.platform.infer.job import run_infer
@@ -253,3 +255,35 @@ def test_driver_killed_mid_job_then_rerun_equals_an_uninterrupted_run(
     }
     strip = lambda names: {n for n in names if not n.startswith("_manifests/manifest-")}  # noqa: E731
     assert strip(outputs) == strip(clean_outputs)
+
+
+def test_image_sequence_folders_in_s3_are_videos_with_their_frame_numbers(
+    s3_endpoint, ray_cluster, tmp_path
+):
+    bucket = f"plates-{uuid.uuid4().hex[:10]}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket=bucket)
+    frames = moving_frames(30, 28, 42, seed=7)
+    for i, frame in enumerate(frames):  # shot_010/shot_010.1001.png ... (natural order)
+        _, png = cv2.imencode(".png", frame[..., ::-1])
+        s3.put_object(
+            Bucket=bucket, Key=f"videos/shot_010/shot_010.{1001 + i}.png", Body=png.tobytes()
+        )
+    s3.put_object(Bucket=bucket, Key="videos/shot_010/sequence.json", Body=b'{"fps": 25}')
+    checkpoint = tmp_path / "tiny.ckpt"
+    save_checkpoint(tiny_model(seed=41), checkpoint)
+    s3.upload_file(str(checkpoint), bucket, "models/tiny.ckpt")
+    config = _config(bucket, "depth", tmp_path, sequences=True)
+    result = run_infer(config, progress=lambda _: None)
+    assert [(row.video_id, row.status, row.frames) for row in result.rows] == [
+        ("shot_010", "done", 30)
+    ]
+    depth, index = _depth(bucket, "depth/shot_010")
+    assert index.tolist() == list(range(1001, 1031))
+    meta = json.loads(read_bytes(f"s3://{bucket}/depth/shot_010/metadata.json"))
+    assert meta["fps"] == 25 and meta["frame_numbers"] == "source"
+    engine = StreamingDepthEngine(tiny_model(seed=41), InferenceConfig(input_size=28))
+    expected = np.stack([d for _, d in engine.run(iter(frames))])
+    assert np.abs(depth.astype(np.float32) - expected).max() <= 2e-3 * max(
+        1.0, np.abs(expected).max()
+    )
