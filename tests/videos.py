@@ -48,3 +48,17 @@ def write_h264(
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def shot_frames(count: int, height: int, width: int, colour: int, flip: bool = False):
+    """RGB frames of one synthetic shot: a gradient and a slowly moving disc. Two shots of
+    different `colour` (one flipped) are a scene cut to a content detector."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    frames = []
+    for t in range(count):
+        image = np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, colour)], -1)
+        image = np.ascontiguousarray(image.astype(np.uint8))
+        centre = (int(width * 0.2 + t * 0.5), height // 2)
+        cv2.circle(image, centre, height // 5, (255 - colour, colour, 128), -1)
+        frames.append(image[::-1, ::-1].copy() if flip else image)
+    return frames

@@ -49,6 +49,7 @@ class ManifestRow:
     precision: str = ""
     segments: int = 0  # 0: one actor did the whole video
     attempts: int = 0
+    scene_cuts: list[int] = field(default_factory=list)  # first frames of new shots (scene_cuts)
     # quality signals (see quality.py)
     windows: int = 0
     scale_median: float = 0.0
@@ -82,6 +83,7 @@ _ARROW = {
     "str": pa.string(),
     "bool": pa.bool_(),
     "list[str]": pa.list_(pa.string()),
+    "list[int]": pa.list_(pa.int64()),
 }
 MANIFEST_SCHEMA = pa.schema([(f.name, _ARROW[f.type]) for f in dataclasses.fields(ManifestRow)])
 

@@ -124,6 +124,9 @@ def finish_row(row: ManifestRow, produced: VideoResult, info, alignments, second
     row.fps, row.width, row.height = info.fps, info.width, info.height
     row.seconds = seconds
     row.frames_per_second = produced.frames / seconds if seconds > 0 else 0.0
+    row.scene_cuts = list(produced.scene_cuts)
+    if produced.shot_alignments is not None:  # every shot's windows, not the last shot's
+        alignments = produced.shot_alignments
     for key, value in signals(alignments, produced.counts).items():
         setattr(row, key, value)
 

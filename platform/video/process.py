@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,8 @@ class VideoResult:
     files: list[str]
     counts: DepthCounts
     writer_wait_s: float = 0.0  # time the model spent blocked on a full writer queue
+    scene_cuts: list[int] = field(default_factory=list)  # with scene cuts on
+    shot_alignments: list | None = None  # every shot's window alignments, with scene cuts on
 
     @property
     def fps(self) -> float:
@@ -164,7 +166,7 @@ def depth_for_video(
                 waiting[index] = frame
             yield frame
 
-    depths = engine.run(tee())
+    runner = None
     if scene_cuts is not None and scene_cuts.enabled:
         runner = ShotRunner(engine, CutDetector(scene_cuts, outputs.info.fps))
         depths = runner.run(tee())
@@ -176,7 +178,9 @@ def depth_for_video(
             values["alignments"] = [dataclasses.asdict(a) for a in runner.alignments]
             return values
 
-    return write_depths(
+    else:
+        depths = engine.run(tee())
+    result = write_depths(
         depths,
         outputs,
         metadata,
@@ -185,3 +189,6 @@ def depth_for_video(
         background=background,
         queue_frames=queue_frames,
     )
+    if runner is not None:
+        result.scene_cuts, result.shot_alignments = list(runner.cuts), list(runner.alignments)
+    return result

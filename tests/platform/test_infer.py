@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from helpers import tiny_model
-from videos import moving_frames, write_h264, write_mp4v
+from videos import moving_frames, shot_frames, write_h264, write_mp4v
 
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
@@ -263,7 +263,8 @@ def test_image_sequence_folders_in_s3_are_videos_with_their_frame_numbers(
     bucket = f"plates-{uuid.uuid4().hex[:10]}"
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket=bucket)
-    frames = moving_frames(30, 28, 42, seed=7)
+    # two shots: with scene_cuts on, the cut at frame 20 goes into the manifest
+    frames = shot_frames(20, 28, 42, 40) + shot_frames(10, 28, 42, 220, flip=True)
     for i, frame in enumerate(frames):  # shot_010/shot_010.1001.png ... (natural order)
         _, png = cv2.imencode(".png", frame[..., ::-1])
         s3.put_object(
@@ -273,17 +274,21 @@ def test_image_sequence_folders_in_s3_are_videos_with_their_frame_numbers(
     checkpoint = tmp_path / "tiny.ckpt"
     save_checkpoint(tiny_model(seed=41), checkpoint)
     s3.upload_file(str(checkpoint), bucket, "models/tiny.ckpt")
-    config = _config(bucket, "depth", tmp_path, sequences=True)
+    config = _config(bucket, "depth", tmp_path, sequences=True, scene_cuts={"enabled": True})
     result = run_infer(config, progress=lambda _: None)
     assert [(row.video_id, row.status, row.frames) for row in result.rows] == [
         ("shot_010", "done", 30)
     ]
+    assert result.rows[0].scene_cuts == [20]
     depth, index = _depth(bucket, "depth/shot_010")
     assert index.tolist() == list(range(1001, 1031))
     meta = json.loads(read_bytes(f"s3://{bucket}/depth/shot_010/metadata.json"))
     assert meta["fps"] == 25 and meta["frame_numbers"] == "source"
     engine = StreamingDepthEngine(tiny_model(seed=41), InferenceConfig(input_size=28))
-    expected = np.stack([d for _, d in engine.run(iter(frames))])
+    expected = np.concatenate(  # each shot its own chain
+        [np.stack([d for _, d in engine.run(iter(shot))]) for shot in (frames[:20], frames[20:])]
+    )
+    assert meta["scene_cuts"] == [20]
     assert np.abs(depth.astype(np.float32) - expected).max() <= 2e-3 * max(
         1.0, np.abs(expected).max()
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 from helpers import tiny_model
 from plyfile import PlyData
-from videos import write_mp4v
+from videos import shot_frames, write_mp4v
 
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
@@ -84,20 +83,7 @@ def test_point_clouds_refuse_relative_depth_and_missing_intrinsics(tmp_path):
 
 
 def _shot(count, height, width, colour, flip=False):
-    yy, xx = np.mgrid[0:height, 0:width]
-    frames = []
-    for t in range(count):
-        image = np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, colour)], -1)
-        image = np.ascontiguousarray(image.astype(np.uint8))
-        cv2.circle(
-            image,
-            (int(width * 0.2 + t * 0.5), height // 2),
-            height // 5,
-            (255 - colour, colour, 128),
-            -1,
-        )
-        frames.append(image[::-1, ::-1].copy() if flip else image)
-    return frames
+    return shot_frames(count, height, width, colour, flip)
 
 
 @pytest.fixture(scope="module")
