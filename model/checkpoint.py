@@ -38,6 +38,11 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the model: the message names the keys."""
 
 
+def read_checkpoint(source: Source) -> Mapping[str, Any]:
+    """The checkpoint as a mapping (safetensors, or torch with weights_only=True)."""
+    return _read(source)
+
+
 def _read(source: Source) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         return source
@@ -277,8 +282,8 @@ def load_checkpoint(
     """Build the model a checkpoint describes and load it.
 
     The size is read from the checkpoint (or from `config`); `metric` defaults
-    to True when the file name starts with `metric_`, as the official metric
-    checkpoints are named. Extra keyword arguments override config fields
+    to True when the file name (or a stream's `name`) starts with `metric_`, as
+    the official metric checkpoints are named. Extra keyword arguments override config fields
     (e.g. `temporal_diff="diff_cnn"` to start a diff-CNN model from an official
     checkpoint).
     """
@@ -291,13 +296,19 @@ def load_checkpoint(
     else:
         prefix = "" if kind == "timm" else "pretrained."
         base = ModelConfig(size=infer_size(_unwrap(checkpoint), prefix))  # type: ignore[arg-type]
-    if metric is None and isinstance(source, (str, Path)):
-        metric = Path(source).name.startswith("metric_") or None
+    name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "")
+    if metric is None and isinstance(name, str) and name:
+        metric = is_metric_name(name) or None
     if metric is not None:
         overrides.setdefault("metric", metric)
     model = VideoDepthAnything(base, **overrides)
     load_weights(model, checkpoint, kind)
     return model
+
+
+def is_metric_name(uri: str) -> bool:
+    """The official release names its metric checkpoints `metric_video_depth_anything_*.pth`."""
+    return Path(uri.rsplit("/", 1)[-1]).name.startswith("metric_")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -60,7 +60,8 @@ class ModelConfig:
 
     `metric` marks checkpoints that predict depth in metres rather than relative
     disparity; it changes long-video inference (no scale/shift alignment), not
-    the network.
+    the network. `temporal=False` is the image model: the plain Depth Anything V2
+    DPT head with no temporal modules, the honest per-frame baseline.
     """
 
     size: ModelSize = "vits"
@@ -69,6 +70,7 @@ class ModelConfig:
     metric: bool = False
     diff_cnn_channels: tuple[int, ...] = field(default=(16, 32, 64))
     freeze_encoder: bool = True
+    temporal: bool = True
 
     def __post_init__(self) -> None:
         if self.size not in ENCODERS:

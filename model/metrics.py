@@ -10,6 +10,20 @@ Protocol (as the VDA paper evaluates video depth):
    frames (frames without valid pixels are skipped), then over sequences.
 4. TAE (x100) on the aligned depths with known intrinsics and poses.
 
+Metric-depth predictions can also be scored as they are (`alignment="none"`):
+no fit, the prediction clipped to [1e-3, max_depth], so the error in metres
+shows; the official release reports its metric models that way.
+
+TAE comes in two variants. `official` is `benchmark/eval/eval_tae.py` of the
+official release: pixels projected with frame i's fx, fy, cx, cy into frame
+i+1 (no z > 0 test), where several points land on one pixel the last one in
+raster order wins (what the CPU scatter does; on CUDA the winner is
+undefined), a pair with no overlap counts as 0, and the sum is divided by
+2(N - 1). `project` (this project's default) lets the nearest surface win (a
+z-buffer, the physically right occlusion and the same on every device), drops
+points behind the camera, uses each frame's own intrinsics and skips pairs
+with no overlap instead of counting them as perfect.
+
 The fit accumulates five float64 sums frame by frame and solves a 2x2 system
 at the end, so a 500-frame full-resolution sequence never builds one giant
 design matrix; `evaluate_sequence` makes two passes over any indexable frame
@@ -23,11 +37,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 MIN_DEPTH = 1e-3
 DELTA1_THRESHOLD = 1.25
+TaeVariant = Literal["project", "official"]
+TAE_VARIANTS: tuple[str, ...] = ("project", "official")
+Alignment = Literal["disparity_affine", "none"]
 
 # Depth caps of the evaluation protocol, metres. Synthetic data sets carry
 # their own cap in their manifest.
@@ -183,21 +201,73 @@ def _pair_abs_rel(warped: np.ndarray, reference: np.ndarray) -> float | None:
     return float(np.mean(np.abs(warped[both] - reference[both]) / reference[both]))
 
 
+def reproject_depth_official(
+    depth: np.ndarray, intrinsics: np.ndarray, relative: np.ndarray
+) -> np.ndarray:
+    """Frame src's depth in frame dst's pixels as the official `tae_torch` builds it.
+
+    `relative` is inv(c2w_dst) @ c2w_src. No test of z > 0 (a point behind the
+    camera may land and is dropped only by the later `> 0` test), nearest pixel by
+    rounding, and the last point in raster order wins a pixel.
+    """
+    height, width = depth.shape
+    fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+    v, u = np.mgrid[0:height, 0:width]
+    z = depth.astype(np.float64)
+    points = np.stack([((u - cx) * z / fx).ravel(), ((v - cy) * z / fy).ravel(), z.ravel()])
+    moved = relative[:3, :3] @ points + relative[:3, 3:4]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u_dst = np.round(moved[0] * fx / moved[2] + cx)
+        v_dst = np.round(moved[1] * fy / moved[2] + cy)
+    inside = np.isfinite(u_dst) & np.isfinite(v_dst)
+    inside &= (u_dst >= 0) & (u_dst < width) & (v_dst >= 0) & (v_dst < height)
+    flat = (v_dst[inside] * width + u_dst[inside]).astype(np.int64)
+    values = moved[2, inside]
+    # the last write of each pixel: the first occurrence in the reversed order
+    _, first_reversed = np.unique(flat[::-1], return_index=True)
+    last = len(flat) - 1 - first_reversed
+    out = np.zeros(height * width)
+    out[flat[last]] = values[last]
+    return out.reshape(height, width)
+
+
+def _official_pair(
+    source: np.ndarray, target: np.ndarray, intrinsics: np.ndarray, relative: np.ndarray
+) -> float:
+    projected = reproject_depth_official(source, intrinsics, relative)
+    both = (projected > 0) & (target > 0)
+    if not both.any():
+        return 0.0  # as the official code: counted, as a perfect pair
+    return float(np.mean(np.abs(target[both] - projected[both]) / target[both]))
+
+
 def temporal_alignment_error(
     depths: Sequence[np.ndarray],
     intrinsics: Sequence[np.ndarray] | np.ndarray,
     c2w: Sequence[np.ndarray],
+    variant: TaeVariant = "project",
 ) -> float:
     """TAE x100: mean AbsRel of each frame's depth reprojected into its neighbour, both ways.
 
     `intrinsics` is one 3x3 matrix for all frames or one per frame; `c2w` holds
-    camera-to-world poses. Pairs with no overlapping pixels are skipped.
+    camera-to-world poses. See the module docstring for the two variants.
     """
+    if variant not in TAE_VARIANTS:
+        raise ValueError(f"TAE variant {variant!r}: choose from {', '.join(TAE_VARIANTS)}")
     count = len(depths)
     if count < 2:
         return 0.0
     per_frame = np.asarray(intrinsics, dtype=np.float64)
     ks = [per_frame] * count if per_frame.ndim == 2 else list(per_frame)
+    if variant == "official":
+        total = 0.0
+        for i in range(count - 1):
+            a = np.asarray(depths[i], dtype=np.float64)
+            b = np.asarray(depths[i + 1], dtype=np.float64)
+            forward = np.linalg.inv(c2w[i + 1]) @ c2w[i]
+            total += _official_pair(a, b, ks[i], forward)
+            total += _official_pair(b, a, ks[i], np.linalg.inv(forward))
+        return 100.0 * total / (2 * (count - 1))
     terms = []
     for i in range(count - 1):
         a, b = np.asarray(depths[i]), np.asarray(depths[i + 1])
@@ -234,12 +304,18 @@ def evaluate_sequence(
     masks: Sequence[np.ndarray] | None = None,
     intrinsics: Sequence[np.ndarray] | np.ndarray | None = None,
     c2w: Sequence[np.ndarray] | None = None,
+    alignment: Alignment = "disparity_affine",
+    tae_variant: TaeVariant = "project",
 ) -> SequenceResult:
-    """Metrics of one sequence of predicted disparities against ground-truth depths.
+    """Metrics of one sequence of predictions against ground-truth depths.
 
-    Two passes over the frames (fit, then score): memory is one frame at a
-    time, plus the aligned depths when TAE is requested.
+    `disparity_affine`: predictions are relative disparity, aligned with one scale
+    and shift per sequence. `none`: predictions are depth in metres, scored as they
+    are (clipped to [1e-3, max_depth]). Two passes over the frames (fit, then
+    score): memory is one frame at a time, plus the depths when TAE is requested.
     """
+    if alignment not in ("disparity_affine", "none"):
+        raise ValueError(f"alignment {alignment!r}: use 'disparity_affine' or 'none'")
     if len(predictions) != len(gt_depths):
         raise ValueError(f"{len(predictions)} predictions for {len(gt_depths)} ground-truth frames")
 
@@ -248,22 +324,26 @@ def evaluate_sequence(
             np.asarray(gt_depths[i]), max_depth, None if masks is None else np.asarray(masks[i])
         )
 
-    fit = AffineFit()
-    for i in range(len(predictions)):
-        gt = np.asarray(gt_depths[i], dtype=np.float64)
-        valid = valid_of(i)
-        with np.errstate(divide="ignore"):
-            gt_disparity = np.where(valid, 1.0 / np.where(valid, gt, 1.0), 0.0)
-        fit.add(
-            np.maximum(np.asarray(predictions[i], dtype=np.float64), MIN_DEPTH), gt_disparity, valid
-        )
-    scale, shift = fit.solve()
+    scale, shift = 1.0, 0.0
+    if alignment == "disparity_affine":
+        fit = AffineFit()
+        for i in range(len(predictions)):
+            gt = np.asarray(gt_depths[i], dtype=np.float64)
+            valid = valid_of(i)
+            with np.errstate(divide="ignore"):
+                gt_disparity = np.where(valid, 1.0 / np.where(valid, gt, 1.0), 0.0)
+            prediction = np.maximum(np.asarray(predictions[i], dtype=np.float64), MIN_DEPTH)
+            fit.add(prediction, gt_disparity, valid)
+        scale, shift = fit.solve()
 
     per_frame: list[dict] = []
     aligned: list[np.ndarray] = []
     want_tae = intrinsics is not None and c2w is not None
     for i in range(len(predictions)):
-        depth = aligned_depth(np.asarray(predictions[i]), scale, shift, max_depth)
+        if alignment == "none":
+            depth = np.clip(np.asarray(predictions[i], dtype=np.float64), MIN_DEPTH, max_depth)
+        else:
+            depth = aligned_depth(np.asarray(predictions[i]), scale, shift, max_depth)
         errors = frame_errors(depth, np.asarray(gt_depths[i]), valid_of(i))
         if errors is not None:
             per_frame.append({"frame": i, **errors})
@@ -281,7 +361,7 @@ def evaluate_sequence(
         per_frame=per_frame,
     )
     if want_tae:
-        result.tae = temporal_alignment_error(aligned, intrinsics, c2w)
+        result.tae = temporal_alignment_error(aligned, intrinsics, c2w, tae_variant)
     return result
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import PATCH_SIZE, ModelConfig
 from .diff_branch import DiffCNN
-from .dpt import TemporalDPTHead
+from .dpt import DPTHead, TemporalDPTHead
 from .encoder import DinoV2Encoder
 
 
@@ -35,7 +35,11 @@ class VideoDepthAnything(nn.Module):
         self.config = config
         spec = config.encoder
         self.pretrained = DinoV2Encoder(spec)
-        self.head = TemporalDPTHead(spec.embed_dim, config.head, config.num_frames)
+        self.head: DPTHead = (
+            TemporalDPTHead(spec.embed_dim, config.head, config.num_frames)
+            if config.temporal
+            else DPTHead(spec.embed_dim, config.head)
+        )
         self.diff_cnn: DiffCNN | None = None
         if config.temporal_diff == "diff_cnn":
             self.diff_cnn = DiffCNN(spec.embed_dim, config.diff_cnn_channels)
