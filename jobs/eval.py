@@ -2,10 +2,16 @@
 
     vda eval --checkpoint runs/vda-train/checkpoint_... --dataset s3://bucket/data/heldout
     vda eval --outputs s3://bucket/depth-out --dataset s3://bucket/data/heldout
+    vda eval --checkpoint video_depth_anything_vits.pth --dataset s3://bench/kitti \
+        --protocol official-500
+    vda eval --suite table1.yaml
 
 A checkpoint runs under each of `strategies` (default: the key-frame engine and
-per-frame T = 1 inference, side by side); per-sequence and overall AbsRel,
+the video head at T = 1, side by side); per-sequence and overall AbsRel,
 delta1, RMSE and TAE go to `<report>/<name>/report.{json,csv}` and MLflow.
+`--protocol` applies an official benchmark preset (frames, crop, depth cap,
+sequences, TAE); `--suite` runs several checkpoints on several data sets as
+one Ray job and writes the paper-style table (`report.md`, `report.csv`).
 """
 
 from __future__ import annotations
@@ -24,11 +30,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", help="model to evaluate (file, or Ray Train checkpoint dir)"
     )
     parser.add_argument("--outputs", help="or: a finished `vda infer` output prefix")
+    parser.add_argument(
+        "--protocol", help="official benchmark preset: official-110 | official-500 | official-tae"
+    )
+    parser.add_argument(
+        "--image-model", help="a Depth Anything V2 checkpoint: the per-frame image baseline"
+    )
+    parser.add_argument(
+        "--metric",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the checkpoint predicts metric depth (default: a `metric_*` file name says so)",
+    )
     parser.add_argument("--report", help="where reports go (local or s3://)")
+    parser.add_argument(
+        "--suite", help="a suite YAML: several checkpoints x data sets, one table (report.md)"
+    )
     add_config_arguments(parser)
 
 
+def _run_suite(args: argparse.Namespace) -> int:
+    from vda.platform.eval.suite import load_suite, run_suite
+
+    overrides = list(args.overrides or [])
+    for key, value in (("name", args.name), ("report", args.report)):
+        if value is not None:
+            overrides.insert(0, f"{key}={value}")
+    suite = load_suite(args.suite, overrides)  # ConfigError: reported by vda.jobs.cli
+    if args.print_config:
+        print_config(suite)
+        return 0
+    result = run_suite(suite)
+    print(result.markdown)
+    print(f"report: {result.location}/report.md (MLflow run {result.mlflow_run_id})")
+    return 1 if result.failed else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.suite:
+        return _run_suite(args)
     config = resolve_config(
         EvalConfig,
         args,
@@ -37,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
             "dataset": args.dataset,
             "checkpoint": args.checkpoint,
             "outputs": args.outputs,
+            "protocol": args.protocol,
+            "image_model": args.image_model,
+            "metric": args.metric,
             "report": args.report,
         },
     )

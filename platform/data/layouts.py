@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from ..storage import list_files, read_bytes
+from ..video.sequence import frame_number
 from .shards import FrameRecord, decode_frame
 from .synthetic import SyntheticConfig, SyntheticScene
 
@@ -48,6 +49,9 @@ class Sequence:
     name: str
     frames: Callable[[], Iterator[FrameRecord]]
     length: int
+    # each frame's number from its file name (`frame_0001.png` -> 1), recorded in the
+    # manifest so that outputs of the image sequence match ground truth by number
+    numbers: list[int] | None = None
 
 
 def _stem(uri: str) -> str:
@@ -123,6 +127,7 @@ def _frame_folder_sequences(
                     name, stems, images, depths, intrinsics_uri, poses_uri, load_depth
                 ),
                 len(stems),
+                [frame_number(stem, i) for i, stem in enumerate(stems)],
             )
         )
     return sequences
@@ -247,7 +252,8 @@ def sintel_sequences(src: str, render_pass: str = "final") -> list[Sequence]:
                 valid = np.isfinite(depth) & (depth > 0)
                 yield FrameRecord(rgb, np.where(valid, depth, 0), valid, k, c2w)
 
-        sequences.append(Sequence(name, frames, len(stems)))
+        numbers = [frame_number(stem, i) for i, stem in enumerate(stems)]
+        sequences.append(Sequence(name, frames, len(stems), numbers))
     return sequences
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import pyarrow.parquet as pq
 
+from ..eval.protocols import BENCHMARKS, normalise_benchmark
 from ..storage import S3Settings, exists, join, open_output, read_bytes, write_bytes
 from .layouts import (
     LayoutError,
@@ -49,6 +50,9 @@ class PrepareConfig:
     src: str = ""
     dst: str = "data/synthetic"
     dataset: str = ""  # default: the layout name for synthetic data, else the source folder name
+    # which official benchmark this is (sintel, kitti, bonn, scannet, nyuv2), recorded in the
+    # manifest so `vda eval protocol=official-...` knows its preset; default: from `dataset`
+    benchmark: str = ""
     split: str = "train"
     depth_scale: float = 1.0  # png16 layout: metres per unit (KITTI 1/256, ScanNet 1/1000, ...)
     invalid_value: int | None = None  # png16 layout: e.g. 65535 for VKITTI sky
@@ -69,6 +73,16 @@ class PrepareConfig:
             raise ValueError(f"layout {self.layout!r} needs src")
         if self.chunk_frames < 1:
             raise ValueError("chunk_frames must be at least 1")
+        if self.benchmark and normalise_benchmark(self.benchmark) not in BENCHMARKS:
+            raise ValueError(f"benchmark {self.benchmark!r}: choose from {', '.join(BENCHMARKS)}")
+
+    @property
+    def benchmark_name(self) -> str:
+        """The benchmark key, or "" when the data set is none of the official five."""
+        for candidate in (self.benchmark, self.dataset_name):
+            if normalise_benchmark(candidate) in BENCHMARKS:
+                return normalise_benchmark(candidate)
+        return ""
 
     @property
     def dataset_name(self) -> str:
@@ -196,6 +210,8 @@ def convert_sequence(sequence: Sequence, config: PrepareConfig) -> dict[str, Any
         "has_poses": bool(has_pose),
         "seconds": round(time.perf_counter() - start, 3),
     }
+    if sequence.numbers is not None and sequence.numbers != list(range(frames)):
+        summary["frame_numbers"] = [int(n) for n in sequence.numbers[:frames]]
     write_bytes(marker, json.dumps(summary).encode(), config.s3)
     return summary
 
@@ -239,6 +255,7 @@ def prepare(config: PrepareConfig, progress=print) -> dict[str, Any]:
     manifest = {
         "format_version": FORMAT_VERSION,
         "dataset": config.dataset_name,
+        "benchmark": config.benchmark_name,
         "layout": config.layout,
         "split": config.split,
         "depth_kind": "depth",

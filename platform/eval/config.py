@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from vda.model.config import ModelConfig
 from vda.model.inference import InferenceConfig
+from vda.model.metrics import TAE_VARIANTS
 from vda.model.strategies import STRATEGIES
 
 from ..core.tracking import MlflowConfig
 from ..storage import S3Settings
+from .protocols import BENCHMARKS, PROTOCOLS, normalise_benchmark
 
 
 @dataclass
@@ -20,12 +23,27 @@ class EvalConfig:
         None  # a model to run: vda train checkpoint (file or folder), VDA, DAv2
     )
     outputs: str | None = None  # or: a finished `vda infer` output prefix to score
-    outputs_metric: bool = False  # the outputs hold metric depth rather than relative disparity
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(size="tiny"))  # if not in file
+    # the outputs hold metric depth; default: their metadata.json says (depth_kind)
+    outputs_metric: bool | None = None
+    # only for a bare state dict whose size cannot be read from it; the size is
+    # otherwise always the checkpoint's own
+    model: ModelConfig | None = None
+    # a metric-depth checkpoint (scored with and without alignment); default: the
+    # file name (`metric_*`, as the official release names them) or the checkpoint
+    metric: bool | None = None
+    # a Depth Anything V2 checkpoint: the per-frame image model baseline (DPT head,
+    # no temporal modules), scored beside the checkpoint
+    image_model: str | None = None
     inference: InferenceConfig = field(default_factory=InferenceConfig)
-    # how the checkpoint runs over each sequence; per_frame (T = 1) shows the temporal gain
+    # how the checkpoint runs over each sequence; per_frame is the video head at T = 1
     strategies: list[str] = field(default_factory=lambda: ["keyframes", "per_frame"])
     sequences: list[str] = field(default_factory=list)  # a subset; empty: every sequence
+    # an official benchmark protocol (frames, crop, depth cap, sequences, TAE):
+    # official-110 | official-500 | official-tae; empty: every frame, the manifest's cap
+    protocol: str = ""
+    benchmark: str = ""  # which benchmark the data set is; default: its manifest
+    tae: str = ""  # TAE variant: project | official; default: the protocol's (official) or project
+    size_mismatch: Literal["resize", "refuse"] = "resize"  # outputs of another size
     frame_errors: bool = False  # keep per-frame AbsRel in the JSON report (drift plots)
     report: str = "runs/eval"  # the report goes to <report>/<name>/report.{json,csv}
     cpus_per_task: float = 1.0
@@ -40,3 +58,11 @@ class EvalConfig:
             raise ValueError(f"strategies {unknown or '[]'}: choose from {', '.join(STRATEGIES)}")
         if self.cpus_per_task <= 0:
             raise ValueError("cpus_per_task must be above 0")
+        if self.protocol and self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}: choose from {', '.join(PROTOCOLS)}")
+        if self.benchmark and normalise_benchmark(self.benchmark) not in BENCHMARKS:
+            raise ValueError(f"benchmark {self.benchmark!r}: choose from {', '.join(BENCHMARKS)}")
+        if self.tae and self.tae not in TAE_VARIANTS:
+            raise ValueError(f"tae {self.tae!r}: choose from {', '.join(TAE_VARIANTS)}")
+        if self.image_model is not None and self.checkpoint is None:
+            raise ValueError("image_model is a baseline beside a checkpoint, not beside outputs")

@@ -57,8 +57,10 @@ class VideoInfo:
     frame_numbers: tuple[int, ...] | None = None
 
     def frame_number(self, index: int) -> int:
-        """The number outputs carry for delivered frame `index`."""
-        return self.frame_numbers[index] if self.frame_numbers else index
+        """The number outputs carry for delivered frame `index`: the source frame it is
+        (every stride-th decoded frame under `target_fps`), so evaluation can match it
+        to ground truth; image sequences keep the numbers in their file names."""
+        return self.frame_numbers[index] if self.frame_numbers else index * self.stride
 
 
 def _even(value: int) -> int:

@@ -184,7 +184,9 @@ class DepthOutputs:
             "source_width": self.info.source_width,
             "source_height": self.info.source_height,
             "rotation": self.info.rotation,
-            "frame_numbers": "source" if self.info.frame_numbers else "position",
+            # frame_index in the .npz files: numbers from the file names, or the decoded frame
+            "frame_numbers": "source" if self.info.frame_numbers else "decoded",
+            "frame_stride": self.info.stride,
             "depth_kind": "metric_depth_m" if self.metric else "relative_disparity",
             "depth_dtype": self.options.depth_dtype,
             "depth_files": [f for f in self._files if f.startswith("depth")],
