@@ -2,7 +2,9 @@
 
     vda tune --config sweep.yaml [key=value ...]
 
-Each trial is a distributed training run; ASHA stops the weak ones early.
+Each trial is a distributed training run; ASHA stops the weak ones early. A
+sweep with `eval:` instead of `train:` is eval-only: a fixed checkpoint scored
+under each sampled inference setting (window geometry, input size).
 A rerun with the same sweep `name` resumes unfinished trials and redoes
 nothing that finished.
 """
@@ -38,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print_config(sweep)
         return 0
-    from vda.platform.tune.space import validate_space
+    if sweep.eval:
+        from vda.platform.tune.eval_sweep import validate_eval_space as validate_space
+    else:
+        from vda.platform.tune.space import validate_space
 
     dimensions = validate_space(sweep)
     if args.check:
@@ -47,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
         print("search space OK")
         return 0
     from vda.platform.tune.results import to_text
-    from vda.platform.tune.sweep import run_sweep
+
+    if sweep.eval:
+        from vda.platform.tune.eval_sweep import run_eval_sweep as run_sweep
+    else:
+        from vda.platform.tune.sweep import run_sweep
 
     result = run_sweep(sweep)
     print(to_text(result.rows, sweep.metric))
@@ -57,5 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print("no trial reported the metric; see the table above")
         return 1
     print(f"best trial {result.best.trial_id}: {sweep.metric}={result.best.value:.4g}")
-    print(f"best checkpoint: {result.best.checkpoint}")
+    if result.best.checkpoint:
+        print(f"best checkpoint: {result.best.checkpoint}")
+    else:
+        print(f"best settings: {result.best.sampled} ({result.output}/best_config.yaml)")
     return 0

@@ -13,6 +13,18 @@
 
 The base is folded into `train` when the file is loaded, so a sweep travels
 as one self-contained mapping (`vda submit` sends it inline to a cluster).
+
+An eval-only sweep has `eval` (a `vda eval` config with a fixed checkpoint)
+instead of `train`; its space is over inference keys and each trial is one
+evaluation, scored by abs_rel / delta1 / rmse / tae:
+
+    name: window-sweep
+    eval: {checkpoint: model.pt, dataset: data/heldout, strategies: [keyframes]}
+    space:
+      inference.window.length: {grid: [16, 24, 32]}
+      inference.window.interp: {grid: [4, 8]}
+      inference.input_size: {grid: [392, 518]}
+    metric: tae
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ EPOCH_METRICS = (
 )  # fmt: skip
 # Mid-epoch checkpoint reports (checkpoint_every_steps > 0) carry only these.
 STEP_METRICS = ("val_abs_rel", "train_loss")
+# What an eval-only trial reports (the overall numbers of `vda eval`).
+EVAL_METRICS = ("abs_rel", "delta1", "rmse", "tae")
 # Keys each trial sets itself: its run name and where its checkpoints go.
 TRIAL_OWNED_KEYS = ("name", "storage_path")
 
@@ -62,7 +76,10 @@ class SweepConfig:
     base: str | None = None  # training config file; folded into `train` on load
     train: dict[str, Any] = field(default_factory=dict)  # the base training config (nested)
     space: dict[str, Any] = field(default_factory=dict)  # dotted key -> {grid|choice|...: values}
-    metric: str = "val_abs_rel"
+    # eval-only sweeps: a fixed checkpoint scored under each sampled inference setting;
+    # `space` keys are then eval config keys (inference.window.length, inference.input_size)
+    eval: dict[str, Any] = field(default_factory=dict)
+    metric: str = ""  # default: val_abs_rel (training), abs_rel (eval-only)
     mode: Literal["min", "max"] = "min"
     num_samples: int = 1  # samples per grid point
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -75,22 +92,28 @@ class SweepConfig:
             raise ValueError("space is empty: name at least one training key to sweep")
         if self.num_samples < 1:
             raise ValueError("num_samples must be at least 1")
-        if self.metric not in EPOCH_METRICS:
-            raise ValueError(f"metric {self.metric!r} is not reported; choose from {EPOCH_METRICS}")
+        reported = EVAL_METRICS if self.eval else EPOCH_METRICS
+        self.metric = self.metric or reported[0]
+        if self.metric not in reported:
+            raise ValueError(f"metric {self.metric!r} is not reported; choose from {reported}")
+        if self.eval and self.train:
+            raise ValueError("a sweep is over training (train) or over evaluation (eval), not both")
         if self.trial_driver_cpus <= 0:
             raise ValueError("trial_driver_cpus must be above 0 (Ray rejects a 0-CPU trial)")
 
 
 def fold_base(data: dict[str, Any], relative_to: Path | None) -> dict[str, Any]:
-    """Merge the `base` training file under `train` (explicit `train` keys win)."""
+    """Merge the `base` file under `train` (or under `eval` for an eval-only sweep);
+    explicit keys win."""
     base = data.get("base")
     if not base or not isinstance(base, str):
         return data
     path = Path(base)
     if not path.is_absolute() and relative_to is not None and not path.is_file():
         path = relative_to / path
-    merged = _deep_merge(read_yaml(path), data.get("train") or {})
-    return {**{k: v for k, v in data.items() if k != "base"}, "train": merged}
+    section = "eval" if data.get("eval") else "train"
+    merged = _deep_merge(read_yaml(path), data.get(section) or {})
+    return {**{k: v for k, v in data.items() if k != "base"}, section: merged}
 
 
 def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:

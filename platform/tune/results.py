@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config import EVAL_METRICS
+
 FINISHED, EARLY_STOPPED, ERRORED = "finished", "early_stopped", "error"
 MLFLOW_STATUS = {FINISHED: "FINISHED", EARLY_STOPPED: "KILLED", ERRORED: "FAILED"}
 SHOWN_METRICS = ("val_abs_rel", "val_delta1", "val_tae", "train_loss")
@@ -57,7 +59,8 @@ def _fmt(value: Any) -> str:
 
 def table_columns(rows: list[TrialRow], metric: str) -> list[str]:
     keys = sorted({k for row in rows for k in row.sampled})
-    shown = [metric, *(m for m in SHOWN_METRICS if m != metric)]
+    metrics = EVAL_METRICS if metric in EVAL_METRICS else SHOWN_METRICS
+    shown = [metric, *(m for m in metrics if m != metric)]
     return ["trial_id", "status", "epochs", *keys, *shown, "checkpoint"]
 
 
