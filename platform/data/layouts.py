@@ -77,13 +77,16 @@ def _read_rgb(uri: str) -> np.ndarray:
 
 
 def parse_intrinsics(text: str) -> np.ndarray:
+    """3 x 3, `fx fy cx cy`, or 4 x 4 (ScanNet's `intrinsic_depth.txt`: its top-left 3 x 3)."""
     values = [float(v) for v in text.split()]
     if len(values) == 9:
         return np.asarray(values).reshape(3, 3)
+    if len(values) == 16:
+        return np.asarray(values).reshape(4, 4)[:3, :3].copy()
     if len(values) == 4:
         fx, fy, cx, cy = values
         return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
-    raise LayoutError(f"intrinsics need 9 or 4 numbers, got {len(values)}")
+    raise LayoutError(f"intrinsics need 9, 16 or 4 numbers, got {len(values)}")
 
 
 def parse_poses(text: str) -> list[np.ndarray]:

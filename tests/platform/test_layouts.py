@@ -129,3 +129,14 @@ def test_npy_and_npz_depth(tmp_path):
     a, b = list(sequence.frames())
     assert not a.valid[0, 0] and a.depth[0, 0] == 0
     np.testing.assert_allclose(b.depth[1:], depth[1:] * 2)
+
+
+def test_intrinsics_files_in_each_layout_a_benchmark_uses():
+    from vda.platform.data.layouts import LayoutError, parse_intrinsics
+
+    expected = np.array([[577.6, 0, 319.5], [0, 578.7, 239.5], [0, 0, 1]])
+    scannet = "577.6 0 319.5 0\n0 578.7 239.5 0\n0 0 1 0\n0 0 0 1\n"  # intrinsic_depth.txt
+    np.testing.assert_array_equal(parse_intrinsics(scannet), expected)
+    np.testing.assert_array_equal(parse_intrinsics("577.6 578.7 319.5 239.5"), expected)
+    with pytest.raises(LayoutError, match="9, 16 or 4 numbers"):
+        parse_intrinsics("1 2 3")
