@@ -162,7 +162,7 @@ def plan_eval(config: EvalConfig) -> EvalPlan:
             raise ConfigError(str(error)) from None
         if config.sequences and (plan.preset.sequences or plan.preset.max_sequences):
             plan.notes.append(
-                f"scored the {len(names)} sequences given in `sequences`, not the "
+                f"scored the {len(names)} sequence(s) given in `sequences`, not the "
                 f"{config.protocol} {plan.benchmark} choice of scenes"
             )
         plan.entries = [e for e in entries if e["sequence"] in chosen]

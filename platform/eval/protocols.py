@@ -215,7 +215,8 @@ def select_sequences(preset: Preset, names: list[str]) -> tuple[list[str], list[
         if not chosen:
             raise ProtocolError(
                 f"{preset.protocol} {preset.benchmark} scores the scenes {list(preset.sequences)}; "
-                f"the data set has none of them (it has {ordered[:8]}...)"
+                f"the data set has none of them (it has {ordered[:8]}); name the sequences to "
+                "score with `sequences=[...]`"
             )
         return chosen, missing
     if preset.max_sequences is not None:

@@ -137,9 +137,14 @@ class SuiteResult:
         return any(r.failed for r in self.reports.values())
 
 
+def slug(name: str) -> str:
+    """A table name as a storage key and MLflow metric name part (`tiny (a+b)` -> `tiny-a-b`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "unnamed"
+
+
 def pair_config(suite: SuiteConfig, model: SuiteModel, dataset: SuiteDataset) -> EvalConfig:
     return EvalConfig(
-        name=f"{model.name}--{dataset.name}",
+        name=f"{slug(model.name)}--{slug(dataset.name)}",
         dataset=dataset.path,
         checkpoint=model.checkpoint,
         metric=model.metric,
@@ -218,9 +223,10 @@ def build_tables(
                     _cell(PAPER_TABLE1[paper_row].get((p, b, m)), m) for _, m, p, b in columns
                 ]
                 lines.append(f"| {paper_row} (paper) | published | " + " | ".join(published) + " |")
+    per_dataset = dict.fromkeys((name, protocol, bench) for name, _, protocol, bench in columns)
     protocols = ", ".join(
-        f"{name}: {protocol} ({benchmark or 'not a benchmark'})"
-        for name, _, protocol, benchmark in dict.fromkeys(columns)
+        f"{name}: {protocol} ({bench or 'not a benchmark'})"
+        for name, protocol, bench in per_dataset
     )
     notes = [note for report in reports.values() for note in report.notes]
     failures = [
@@ -271,7 +277,7 @@ def run_suite(suite: SuiteConfig, progress=print) -> SuiteResult:
     for name, text in files.items():
         write_bytes(join(location, name), text.encode(), suite.s3)
     metrics = {
-        f"{model}/{mode}/{dataset}/{key}": value
+        f"{slug(model)}/{mode}/{slug(dataset)}/{key}": value
         for (model, dataset), report in reports.items()
         for mode, block in report.modes.items()
         for key, value in block["overall"].items()

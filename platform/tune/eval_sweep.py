@@ -17,7 +17,6 @@ import copy
 import itertools
 import json
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,24 @@ from typing import Any
 import yaml
 
 from ..core.config import ConfigError, build, flatten, to_dict
-from ..core.tracking import ensure_experiment, find_run, log_metrics, log_params
+from ..core.tracking import ensure_experiment, log_metrics, log_params
 from ..eval.config import EvalConfig
-from ..storage import join, resolve, write_bytes
+from ..storage import join, resolve
 from ..storage.objects import is_s3
 from .config import EVAL_METRICS, SweepConfig
 from .results import ERRORED, FINISHED, TrialRow, sort_rows, to_csv
 from .space import MAX_CHECKED_COMBINATIONS, Dimension, parse_space, set_dotted
-from .sweep import BEST_CONFIG_FILE, BEST_TRIAL_FILE, RESULTS_FILE, SweepResult, _storage
-from .trial import PARENT_TAG, SWEEP_TAG, TRIAL_SWEEP_TAG, TRIAL_TAG, trial_name
+from .sweep import (
+    BEST_CONFIG_FILE,
+    BEST_TRIAL_FILE,
+    RESULTS_FILE,
+    SweepResult,
+    _storage,
+    open_parent_run,
+    publish,
+    restored_tuner,
+)
+from .trial import PARENT_TAG, TRIAL_SWEEP_TAG, TRIAL_TAG, trial_name
 
 OWNED_KEYS = ("name", "report", "checkpoint", "outputs")  # fixed for every trial
 
@@ -148,10 +156,7 @@ def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
         ray.init(log_to_driver=True, configure_logging=False)
     tracking_uri, experiment_id = ensure_experiment(base.mlflow)
     client = MlflowClient(tracking_uri)
-    run = find_run(client, experiment_id, SWEEP_TAG, sweep.name)
-    if run is None:
-        run = client.create_run(experiment_id, run_name=sweep.name, tags={SWEEP_TAG: sweep.name})
-    parent_id = run.info.run_id
+    parent_id = open_parent_run(client, experiment_id, sweep.name)
     log_params(
         client,
         parent_id,
@@ -172,17 +177,10 @@ def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
     trainable = tune.with_resources(
         tune.with_parameters(run_eval_trial, context=context), {"cpu": base.cpus_per_task}
     )
-    experiment_path = f"{storage_path.rstrip('/')}/{sweep.name}"
-    resumed = tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem)
+    tuner = restored_tuner(f"{storage_path.rstrip('/')}/{sweep.name}", trainable, filesystem)
+    resumed = tuner is not None
     if resumed:
         progress(f"resuming eval sweep {sweep.name} from {sweep_root}")
-        tuner = tune.Tuner.restore(
-            experiment_path,
-            trainable,
-            resume_unfinished=True,
-            resume_errored=True,
-            storage_filesystem=filesystem,
-        )
     else:
         concurrency = sweep.max_concurrent_trials or max(
             1, math.floor(ray.cluster_resources().get("CPU", 1) / base.cpus_per_task)
@@ -219,11 +217,7 @@ def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
              "mode": sweep.mode, "value": best.value, "sampled": best.sampled},
             indent=2,
         )  # fmt: skip
-    with tempfile.TemporaryDirectory() as folder:
-        for file_name, text in files.items():
-            write_bytes(join(sweep_root, file_name), text.encode(), base.s3)
-            Path(folder, file_name).write_text(text)
-            client.log_artifact(parent_id, str(Path(folder, file_name)))
+    publish(sweep_root, files, base.s3, client, parent_id)
     summary = {
         "trials_finished": sum(r.status == FINISHED for r in rows),
         "trials_error": sum(r.status == ERRORED for r in rows),

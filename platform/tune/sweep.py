@@ -129,11 +129,7 @@ def _parent_run(sweep: SweepConfig, train: TrainConfig, dimensions: list[Dimensi
 
     tracking_uri, experiment_id = ensure_experiment(train.mlflow)
     client = MlflowClient(tracking_uri)
-    run = find_run(client, experiment_id, SWEEP_TAG, sweep.name)
-    if run is None:
-        run = client.create_run(experiment_id, run_name=sweep.name, tags={SWEEP_TAG: sweep.name})
-    elif run.info.status != "RUNNING":
-        client.update_run(run.info.run_id, status="RUNNING")
+    run_id = open_parent_run(client, experiment_id, sweep.name)
     params = {
         "metric": sweep.metric, "mode": sweep.mode, "num_samples": sweep.num_samples,
         **{f"scheduler.{k}": v for k, v in to_dict(sweep.scheduler).items()},
@@ -141,8 +137,42 @@ def _parent_run(sweep: SweepConfig, train: TrainConfig, dimensions: list[Dimensi
         **{f"space.{d.key}": d.describe() for d in dimensions},
         **{f"base.{k}": v for k, v in flatten(sweep.train).items()},
     }  # fmt: skip
-    log_params(client, run.info.run_id, params)
-    return client, tracking_uri, experiment_id, run.info.run_id
+    log_params(client, run_id, params)
+    return client, tracking_uri, experiment_id, run_id
+
+
+def open_parent_run(client, experiment_id: str, name: str) -> str:
+    """The sweep's parent run: found again by its tag on a rerun (and reopened), else new."""
+    run = find_run(client, experiment_id, SWEEP_TAG, name)
+    if run is None:
+        run = client.create_run(experiment_id, run_name=name, tags={SWEEP_TAG: name})
+    elif run.info.status != "RUNNING":
+        client.update_run(run.info.run_id, status="RUNNING")
+    return run.info.run_id
+
+
+def restored_tuner(experiment_path: str, trainable, filesystem):
+    """The stored sweep's Tuner, rerunning its unfinished and errored trials; None if new."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem):
+        return None
+    return tune.Tuner.restore(
+        experiment_path,
+        trainable,
+        resume_unfinished=True,
+        resume_errored=True,
+        storage_filesystem=filesystem,
+    )
+
+
+def publish(root: str, files: dict[str, str], settings: S3Settings, client, run_id: str) -> None:
+    """Write the sweep's files next to its trials and onto its parent run."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, text in files.items():
+            write_bytes(join(root, name), text.encode(), settings)
+            Path(folder, name).write_text(text)
+            client.log_artifact(run_id, str(Path(folder, name)))
 
 
 def pin_paths(train: dict[str, Any], tracking_uri: str) -> dict[str, Any]:
@@ -206,17 +236,10 @@ def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), trial_resources(sweep, base)
     )
-    experiment_path = f"{storage_path.rstrip('/')}/{sweep.name}"
-    resumed = tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem)
+    tuner = restored_tuner(f"{storage_path.rstrip('/')}/{sweep.name}", trainable, filesystem)
+    resumed = tuner is not None
     if resumed:
         progress(f"resuming sweep {sweep.name} from {sweep_root} (its original search space)")
-        tuner = tune.Tuner.restore(
-            experiment_path,
-            trainable,
-            resume_unfinished=True,
-            resume_errored=True,
-            storage_filesystem=filesystem,
-        )
     else:
         resources = ray.cluster_resources()
         concurrency = concurrent_trials(sweep, base, resources)
@@ -346,8 +369,4 @@ def _write_outputs(
             },
             indent=2,
         )
-    with tempfile.TemporaryDirectory() as folder:
-        for name, text in files.items():
-            write_bytes(join(root, name), text.encode(), settings)
-            Path(folder, name).write_text(text)
-            client.log_artifact(parent_id, str(Path(folder, name)))
+    publish(root, files, settings, client, parent_id)

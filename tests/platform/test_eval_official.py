@@ -156,7 +156,7 @@ def test_suite_runs_models_by_data_sets_as_one_job_and_writes_the_table(tmp_path
         "inference": {"input_size": 28},
         "datasets": [{"name": "kitti", "path": small_set, "protocol": "official-110"},
                      {"name": "heldout", "path": small_set}],
-        "models": [{"name": "mine", "checkpoint": str(tmp_path / "a.pt")},
+        "models": [{"name": "my model (v1)", "checkpoint": str(tmp_path / "a.pt")},
                    {"name": "VDA-L", "checkpoint": str(tmp_path / "video_depth_anything_vitl.pth")}],
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
     }  # fmt: skip
@@ -171,9 +171,9 @@ def test_suite_runs_models_by_data_sets_as_one_job_and_writes_the_table(tmp_path
     assert "| VDA-L (paper) | published |" in markdown and "arXiv 2501.12375" in markdown
     rows = list(csv.DictReader(io.StringIO((folder / "report.csv").read_text())))
     assert len(rows) == 2 * (2 + 3)  # two models x (kitti: AbsRel, delta1; heldout: 3)
-    pair = json.loads((folder / "mine--kitti" / "report.json").read_text())
+    pair = json.loads((folder / "my-model-v1--kitti" / "report.json").read_text())  # slugged
     assert pair["protocol"]["protocol"] == "official-110"
-    ours = next(r for r in rows if r["model"] == "mine" and r["dataset"] == "kitti"
+    ours = next(r for r in rows if r["model"] == "my model (v1)" and r["dataset"] == "kitti"
             and r["metric"] == "abs_rel")  # fmt: skip
     assert float(ours["ours"]) == pytest.approx(pair["modes"]["keyframes"]["overall"]["abs_rel"])
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -181,6 +181,9 @@ def test_suite_runs_models_by_data_sets_as_one_job_and_writes_the_table(tmp_path
     parent = next(r for r in runs if r.data.tags.get("vda.eval_suite") == "table")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 4 and parent.info.status == "FINISHED"
+    assert parent.data.metrics["my-model-v1/keyframes/kitti/abs_rel"] == pytest.approx(
+        float(ours["ours"]), rel=1e-5
+    )
 
 
 def test_window_sweep_eval_only_gives_one_child_run_per_setting(tmp_path, small_set, capsys):
