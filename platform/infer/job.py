@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..core.config import flatten, to_dict
+from ..core.config import ConfigError, flatten, to_dict
 from ..core.tracking import ensure_experiment, log_metrics, log_params
 from ..storage import (
     StorageError,
@@ -112,11 +112,17 @@ def check_before_start(config: InferConfig) -> str:
         raise StorageError(f"checkpoint {config.checkpoint} does not exist")
     with open_input(config.checkpoint, config.s3) as handle:
         data = handle.read()
-    name = config.checkpoint.rstrip("/").rsplit("/", 1)[-1]
+    stream = io.BytesIO(data)
+    stream.name = config.checkpoint  # a `metric_*` name marks a metric checkpoint
     try:
-        load_checkpoint(io.BytesIO(data), metric=name.startswith("metric_") or None)
+        model = load_checkpoint(stream)
     except Exception as error:
         raise CheckpointError(f"checkpoint {config.checkpoint} does not load: {error}") from error
+    if config.outputs.ply and not model.config.metric:
+        raise ConfigError(
+            "outputs.ply: point clouds need metric depth, and "
+            f"{config.checkpoint} predicts relative disparity (use a metric_* checkpoint)"
+        )
     return hashlib.sha256(data).hexdigest()
 
 

@@ -145,8 +145,9 @@ class VideoDepthWorker:
         torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
         with open_input(self.config.checkpoint, self.config.s3) as handle:
             data = handle.read()
-        name = self.config.checkpoint.rstrip("/").rsplit("/", 1)[-1]
-        model = load_checkpoint(io.BytesIO(data), metric=name.startswith("metric_") or None)
+        stream = io.BytesIO(data)
+        stream.name = self.config.checkpoint  # a `metric_*` name marks a metric checkpoint
+        model = load_checkpoint(stream)
         device = "cuda" if torch.cuda.is_available() and actors.gpus_per_actor else "cpu"
         self.engine = StreamingDepthEngine(
             model,
@@ -360,7 +361,8 @@ def stitch(
                 commit.local, reader.info, config.outputs, metric=model["metric"],
                 on_file_done=commit.upload,
             )  # fmt: skip
-            rgb = _frame_lookup(reader) if config.outputs.side_by_side else None
+            keep_rgb = config.outputs.side_by_side or config.outputs.ply  # PLY colours
+            rgb = _frame_lookup(reader) if keep_rgb else None
             produced = write_depths(
                 segments.stitched_frames(in_order(), load, aligner),
                 outputs,

@@ -129,3 +129,28 @@ def test_split_video_stitches_to_the_single_engine_output_and_a_failed_segment_i
     for mine, theirs in zip(split, single):
         assert mine["scale"] == pytest.approx(theirs["scale"], rel=1e-6)
         assert mine["shift"] == pytest.approx(theirs["shift"], rel=1e-6, abs=1e-9)
+
+
+def test_split_video_point_clouds_carry_the_frames_colours(long_archive, ray_cluster, tmp_path):
+    from plyfile import PlyData
+
+    from vda.platform.storage import write_bytes
+
+    # the same weights under the official metric name: point clouds need metric depth
+    bucket, folder = long_archive
+    write_bytes(f"s3://{bucket}/models/metric_tiny.ckpt", (folder / "tiny.ckpt").read_bytes())
+    config = _config(
+        bucket, tmp_path,
+        checkpoint=f"s3://{bucket}/models/metric_tiny.ckpt", output=f"s3://{bucket}/depth-ply",
+        outputs={"ply": True, "ply_every": 100, "focal_length_x": 40.0, "focal_length_y": 40.0},
+    )  # fmt: skip
+    result = run_infer(config, progress=lambda _: None)
+    long_row = next(r for r in result.rows if r.video_id == "long")
+    assert long_row.status == "done" and long_row.segments > 1  # the stitched path
+    files = sorted(list_files(f"s3://{bucket}/depth-ply/long/ply", (".ply",)))
+    assert [f.rsplit("/", 1)[-1] for f in files] == [
+        "long_000000.ply", "long_000100.ply", "long_000200.ply"
+    ]  # fmt: skip
+    vertex = PlyData.read(io.BytesIO(read_bytes(files[1])))["vertex"]
+    colours = np.stack([vertex["red"], vertex["green"], vertex["blue"]], axis=1)
+    assert colours.shape == (28 * 42, 3) and colours.std() > 5  # the texture, not blank

@@ -129,3 +129,24 @@ def test_depth_job_with_scene_cuts_and_exr(tmp_path):
          "--input-size", "28", "--ply", "--focal-length-x", "40"]
     )  # fmt: skip
     assert code == 1
+
+
+def test_infer_refuses_point_clouds_from_a_relative_checkpoint_before_any_work(tmp_path):
+    from vda.platform.core.config import ConfigError, build
+    from vda.platform.infer.config import InferConfig
+    from vda.platform.infer.job import run_infer
+
+    (tmp_path / "videos").mkdir()
+    write_mp4v(tmp_path / "videos" / "a.mp4", shot_frames(4, 28, 42, colour=90), fps=10)
+    save_checkpoint(tiny_model(seed=1), tmp_path / "relative.pt")
+    config = build(InferConfig, {
+        "input": str(tmp_path / "videos"), "output": str(tmp_path / "out"),
+        "checkpoint": str(tmp_path / "relative.pt"),
+        "outputs": {"ply": True, "focal_length_x": 30.0, "focal_length_y": 30.0},
+    })  # fmt: skip
+    with pytest.raises(ConfigError, match="point clouds need metric depth"):
+        run_infer(config, progress=lambda _: None)
+    assert (
+        not (tmp_path / "out" / "a").exists()
+        and not (tmp_path / "out" / "manifest.parquet").exists()
+    )
