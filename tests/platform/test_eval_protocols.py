@@ -103,7 +103,7 @@ def _loop_reference(depth, k, relative):
     return out, winners
 
 
-def test_official_projection_lets_the_last_point_win_a_pixel_not_the_nearest():
+def test_official_tae_projection_lets_the_last_point_win_a_pixel_not_the_nearest():
     from vda.model.metrics import reproject_depth, reproject_depth_official
 
     rng = np.random.default_rng(0)
