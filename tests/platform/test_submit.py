@@ -1,4 +1,9 @@
-"""`vda submit` to a real two-node Ray cluster through its Jobs API."""
+"""`vda submit` to a real two-node Ray cluster through its Jobs API.
+
+The submitted training spreads its two DDP workers over the two nodes: this is
+`make test`'s check of multi-node training (`test_the_same_training_on_a_two_node_cluster`,
+the same run started with `vda train` directly, is in `make test-long`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers import tiny_model
+from mlflow.tracking import MlflowClient
 from videos import moving_frames, write_mp4v
 
 from vda.jobs.cli import main
@@ -27,7 +33,8 @@ def test_submitted_training_and_bulk_depth_jobs_succeed(
     code = main(
         ["submit", "--address", dashboard, "train", "--name", "submitted",
          "--data", synthetic_shards, "--storage-path", f"s3://{bucket}/submitted-runs",
-         "epochs=1", "steps_per_epoch=4", "cpus_per_worker=1", "data.clip.clip_len=4",
+         "epochs=1", "steps_per_epoch=4", "num_workers=2", "cpus_per_worker=1",
+         "placement_strategy=SPREAD", "data.clip.clip_len=4",
          "data.clip.augment.height=28", "data.clip.augment.width=42", "data.val_clips=2",
          f"mlflow.tracking_uri={tracking}"]
     )  # fmt: skip
@@ -35,6 +42,10 @@ def test_submitted_training_and_bulk_depth_jobs_succeed(
     assert code == 0, printed[-3000:]
     assert "submitted raysubmit_" in printed and "SUCCEEDED" in printed
     assert list_files(f"s3://{bucket}/submitted-runs/submitted", (".pt",))
+    client = MlflowClient(tracking)
+    run = client.search_runs([client.get_experiment_by_name("vda").experiment_id])[0]
+    assert run.data.metrics["epoch/worker_nodes"] == 2  # SPREAD: one DDP worker on each node
+    assert run.data.metrics["epoch/weight_spread"] == 0.0  # the ranks stayed identical
 
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     for i in range(2):

@@ -119,6 +119,7 @@ def test_a_killed_worker_restarts_from_the_checkpoint_and_a_rerun_resumes(
     assert epochs == [12, 24]  # one entry per epoch: the first was not redone
 
 
+@pytest.mark.long  # make test: test_submit's submitted training checks the same spread
 def test_the_same_training_on_a_two_node_cluster(tmp_path, shards, train_bucket, two_node_cluster):
     """`vda train` as users run it, against a real two-node cluster: one worker per node."""
     import subprocess
