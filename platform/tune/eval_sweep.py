@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ..core.config import ConfigError, build, flatten, to_dict
-from ..core.tracking import ensure_experiment, log_metrics, log_params
+from ..core.tracking import ensure_experiment, log_params
 from ..eval.config import EvalConfig
 from ..storage import join, resolve
 from ..storage.objects import is_s3
@@ -37,6 +37,7 @@ from .sweep import (
     RESULTS_FILE,
     SweepResult,
     _storage,
+    close_sweep,
     open_parent_run,
     publish,
     restored_tuner,
@@ -218,23 +219,7 @@ def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
             indent=2,
         )  # fmt: skip
     publish(sweep_root, files, base.s3, client, parent_id)
-    summary = {
-        "trials_finished": sum(r.status == FINISHED for r in rows),
-        "trials_error": sum(r.status == ERRORED for r in rows),
-    }
-    if best is not None:
-        summary[f"best_{sweep.metric}"] = best.value
-    log_metrics(client, parent_id, summary, step=0)
-    client.set_terminated(parent_id, status="FINISHED")
-    return SweepResult(
-        name=sweep.name,
-        rows=rows,
-        best=best,
-        output=sweep_root,
-        mlflow_run_id=parent_id,
-        tracking_uri=tracking_uri,
-        resumed=resumed,
-    )
+    return close_sweep(sweep, rows, best, sweep_root, client, parent_id, tracking_uri, resumed)
 
 
 def _row(sweep: SweepConfig, result) -> TrialRow:

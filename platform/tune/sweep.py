@@ -279,21 +279,27 @@ def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
     _close_children(client, experiment_id, sweep, rows)
     best = next((r for r in rows if r.value is not None and math.isfinite(r.value)), None)
     _write_outputs(sweep, context, rows, best, base.s3, client, parent_id)
+    return close_sweep(sweep, rows, best, sweep_root, client, parent_id, tracking_uri, resumed)
+
+
+def close_sweep(
+    sweep: SweepConfig,
+    rows: list[TrialRow],
+    best: TrialRow | None,
+    output: str,
+    client,
+    parent_id: str,
+    tracking_uri: str,
+    resumed: bool,
+) -> SweepResult:
+    """Trial counts and the best value onto the parent run, which is closed; the result."""
     counts = {s: sum(r.status == s for r in rows) for s in (FINISHED, EARLY_STOPPED, ERRORED)}
     summary = {f"trials_{status}": count for status, count in counts.items()}
     if best is not None:
         summary[f"best_{sweep.metric}"] = best.value
     log_metrics(client, parent_id, summary, step=0)
     client.set_terminated(parent_id, status="FINISHED")
-    return SweepResult(
-        name=sweep.name,
-        rows=rows,
-        best=best,
-        output=sweep_root,
-        mlflow_run_id=parent_id,
-        tracking_uri=tracking_uri,
-        resumed=resumed,
-    )
+    return SweepResult(sweep.name, rows, best, output, parent_id, tracking_uri, resumed)
 
 
 def _row(sweep: SweepConfig, result, settings: S3Settings) -> TrialRow:

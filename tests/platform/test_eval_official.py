@@ -54,11 +54,6 @@ def _config(tmp_path, dataset, **extra):
     })  # fmt: skip
 
 
-def _video_model(seed: int) -> VideoDepthAnything:
-    model = tiny_model(seed=seed)  # randomised: temporal modules are not identities
-    return model
-
-
 def test_official_weights_of_another_size_eval_and_metric_files_are_scored_as_metric(
     tmp_path, small_set
 ):
@@ -92,7 +87,7 @@ def test_official_weights_of_another_size_eval_and_metric_files_are_scored_as_me
 
 
 def test_image_model_baseline_is_the_dav2_head_beside_the_video_head_at_t1(tmp_path, small_set):
-    video = _video_model(seed=4)
+    video = tiny_model(seed=4)  # randomised: the temporal modules are not identities
     save_checkpoint(video, tmp_path / "video.pt")
     image = {k.replace("head.", "depth_head.", 1) if k.startswith("head.") else k: v
              for k, v in official_state_dict(video).items()
