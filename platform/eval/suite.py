@@ -31,7 +31,7 @@ from vda.model.inference import InferenceConfig
 
 from ..core.config import ConfigError, flatten, to_dict
 from ..core.tracking import MlflowConfig, ensure_experiment, log_metrics, log_params
-from ..storage import S3Settings, join, write_bytes
+from ..storage import S3Settings, StorageError, join, write_bytes
 from .config import EvalConfig
 from .job import EvalJobReport, EvalPlan, collect, mode_label, plan_eval, submit, write_report
 
@@ -258,7 +258,7 @@ def run_suite(suite: SuiteConfig, progress=print) -> SuiteResult:
         for dataset in suite.datasets:
             try:
                 plans[(model.name, dataset.name)] = plan_eval(pair_config(suite, model, dataset))
-            except (ConfigError, ValueError, OSError) as error:
+            except (ConfigError, StorageError, ValueError, OSError) as error:
                 raise ConfigError(f"suite {model.name} on {dataset.name}: {error}") from None
     tracking_uri, experiment_id = ensure_experiment(suite.mlflow)
     client = MlflowClient(tracking_uri)
