@@ -1,10 +1,10 @@
-"""`vda infer`: bulk depth for a video archive, as a resumable Ray Data batch job.
+"""`vda infer`: bulk depth for a video archive, on a pool of Ray actors that follows the cluster.
 
     vda infer --input s3://archive/videos/ --output s3://archive/depth/ --checkpoint CKPT
 
 Writes per-video outputs (see README) and a manifest; a rerun processes only
-what is not committed yet. Exits non-zero on failed videos only with
---fail-on-error.
+what is not committed yet. Exit status: 2 when no actor (or fewer than
+actors.min_actors) could start; 1 on failed videos only with --fail-on-error.
 """
 
 from __future__ import annotations
@@ -40,16 +40,25 @@ def run(args: argparse.Namespace) -> int:
         print_config(config)
         return 0
     from vda.platform.infer.job import run_infer
+    from vda.platform.infer.pool import PoolStartError
 
-    result = run_infer(config)
+    try:
+        result = run_infer(config)
+    except PoolStartError as error:
+        print(f"vda infer: stopped: {error}", file=sys.stderr)
+        return 2
     print(
         f"vda infer: {result.count('done')} done, {result.count('failed')} failed, "
         f"{result.count('skipped')} skipped; {result.frames} frames in {result.seconds:.1f} s; "
         f"manifest {result.manifest}; MLflow run {result.mlflow_run_id}"
     )
-    for row in result.rows:
-        if row.status == "failed":
-            print(f"  FAILED {row.video}: {row.error}", file=sys.stderr)
+    failed = [row for row in result.rows if row.status == "failed"]
+    for row in failed[:20]:
+        print(f"  FAILED {row.video}: {row.error}", file=sys.stderr)
+    if len(failed) > 20:
+        print(
+            f"  ... and {len(failed) - 20} more (status 'failed' in the manifest)", file=sys.stderr
+        )
     if result.outliers:
         print(
             f"vda infer: {len(result.outliers)} videos to review first (flag `outlier` in the manifest):"

@@ -7,17 +7,15 @@ local cluster, shared by the whole session because it takes seconds to start.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
 import pytest
+from clusters import node_ports, project_env, start_head, stop, wait_for_nodes, wait_for_port
 from helpers import free_port
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -25,18 +23,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # The same auth mode for every Ray process the tests start (STACK_NOTES: a token
 # written by one ray.init would otherwise lock a later second node out).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +47,7 @@ def s3_endpoint():
         }
     )
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         yield endpoint
     finally:
         process.terminate()
@@ -118,57 +104,6 @@ def ray_cluster(s3_endpoint):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _node_ports() -> list[str]:
-    """Explicit free ports for one node, so two clusters on one machine never collide."""
-    flags = (
-        "--node-manager-port",
-        "--object-manager-port",
-        "--metrics-export-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--runtime-env-agent-port",
-    )
-    return [f"{flag}={free_port()}" for flag in flags]
-
-
-def _start_head(env: dict, temp_dir: str, worker_ports: str) -> tuple[subprocess.Popen, int, int]:
-    """`ray start --head --block` in a process group of its own; (process, GCS port, dashboard)."""
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    port, dashboard = free_port(), free_port()
-    low, high = worker_ports.split("-")
-    head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}",
-         f"--min-worker-port={low}", f"--max-worker-port={high}", *_node_ports()],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    return head, port, dashboard
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    import signal
-
-    for process in reversed(processes):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-    # a test cluster's state is not needed after its tests: a `ray start --block` node that
-    # has not exited on SIGTERM within a few seconds is killed (waiting 30 s cost a minute a run)
-    for process in processes:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _project_env(**extra: str) -> dict:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **extra}
-    # job entrypoints run `python`: the project's, as a cluster image puts its Python on PATH
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    return env
-
-
 @pytest.fixture(scope="module")
 def token_cluster(tmp_path_factory):
     """A head started as a new user starts one, with token authentication on (Ray 2.60's
@@ -176,14 +111,14 @@ def token_cluster(tmp_path_factory):
     Yields (dashboard URL, token file)."""
     token = tmp_path_factory.mktemp("token-cluster") / "auth_token"
     token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
-    env = _project_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    env = project_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     temp_dir = tempfile.mkdtemp(prefix="raytok", dir="/tmp")
-    head, _, dashboard = _start_head(env, temp_dir, "23000-23999")
+    head, _, dashboard = start_head(env, temp_dir, "23000-23999")
     try:
-        _wait_for_port(dashboard, head, timeout=60)
+        wait_for_port(dashboard, head, timeout=60)
         yield f"http://127.0.0.1:{dashboard}", token
     finally:
-        _stop([head])
+        stop([head])
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -197,39 +132,23 @@ def two_node_cluster(s3_endpoint, tmp_path_factory):
     """
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     temp_dir = tempfile.mkdtemp(prefix="ray2n", dir="/tmp")
-    env = _project_env(RAY_AUTH_MODE="disabled")
-    head, port, dashboard = _start_head(env, temp_dir, "21000-21999")
+    env = project_env(RAY_AUTH_MODE="disabled")
+    head, port, dashboard = start_head(env, temp_dir, "21000-21999")
     processes = [head]
     try:
-        _wait_for_port(port, head, timeout=60)
-        _wait_for_port(dashboard, head, timeout=60)
+        wait_for_port(port, head, timeout=60)
+        wait_for_port(dashboard, head, timeout=60)
         worker = subprocess.Popen(
             [ray_bin, "start", "--block", f"--address=127.0.0.1:{port}", "--num-cpus=2",
-             "--min-worker-port=22000", "--max-worker-port=22999", *_node_ports()],
+             "--min-worker-port=22000", "--max-worker-port=22999", *node_ports()],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         processes.append(worker)
-        _wait_for_nodes(f"127.0.0.1:{port}", 2, env)
+        wait_for_nodes(f"127.0.0.1:{port}", 2, env)
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", env
     finally:
-        _stop(processes)
+        stop(processes)
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _wait_for_nodes(address: str, count: int, env: dict, timeout: float = 90.0) -> None:
-    code = (
-        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
-        "print(sum(1 for n in ray.nodes() if n['Alive']))"
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(
-            [sys.executable, "-c", code, address], env=env, capture_output=True, text=True
-        )
-        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"the cluster at {address} did not reach {count} live nodes")
 
 
 @pytest.fixture(scope="session")

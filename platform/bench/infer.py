@@ -176,7 +176,7 @@ def run_split_bench(
         for name, split in (("whole", 0), ("split", segment_frames)):
             config = _config(
                 bucket, root, checkpoint, input_size, f"depth-{name}", actors=pool,
-                split={"segment_frames": split, "stitch_cpus": 0.5},
+                split={"segment_frames": split},
                 outputs={"preview": False},
             )  # fmt: skip
             result = run_infer(config, progress=lambda _: None)

@@ -17,9 +17,20 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 @dataclass
 class ActorConfig:
-    num_actors: int = 1
+    """The pool of model actors: sized from the cluster, grown with it (see pool.py)."""
+
+    # "auto": as many as the cluster's GPUs (or CPUs, on a CPU cluster) hold, bounded by
+    # min_actors / max_actors and the work left; a number: exactly that many asked for
+    num_actors: int | Literal["auto"] = "auto"
+    min_actors: int = 1  # fewer ready after start_timeout_s: the job ends (exit status 2)
+    max_actors: int = 0  # 0: no bound but the cluster; more than it holds asks the autoscaler
+    # an actor not placed and loaded by then is released with one line saying why
+    start_timeout_s: float = 600.0
+    check_s: float = 5.0  # how often the pool looks for new capacity (a node joined)
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
+    # split videos' stitches run in threads of the pool's actors, this many per actor at most
+    stitches_per_actor: int = 4
     # a unit of work (a video or a segment) whose actor dies this many times is recorded
     # as failed with the reason; the actor is replaced each time and the job goes on
     max_attempts: int = 3
@@ -34,7 +45,6 @@ class SplitConfig:
 
     segment_frames: int = 0  # 0: off (one video per call); else videos longer than this split
     seek: bool = True  # segments seek to their first frame (exact for constant-rate video)
-    stitch_cpus: float = 1.0  # the ordered pass that aligns, blends and writes a split video
 
 
 @dataclass
@@ -53,11 +63,13 @@ class InferFault:
     `crash_videos`: video ids whose actor dies on every attempt (a poison video);
     `ID#N` kills only segment N of a split video.
     `frame_delay_s`: sleep per decoded frame, so a test can interrupt a job mid-way.
+    `fail_start`: every actor raises while starting (a model that cannot load on a node).
     """
 
     exit_after_frames: int | None = None
     crash_videos: list[str] = field(default_factory=list)
     frame_delay_s: float = 0.0
+    fail_start: bool = False
 
 
 @dataclass
@@ -83,8 +95,9 @@ class InferConfig:
     writer: WriterConfig = field(default_factory=WriterConfig)
     fail_on_error: bool = False
     retry_failed: bool = False  # a rerun skips videos that failed before unless this is set
-    progress_s: float = 30.0  # seconds between progress lines (and one per finished video)
-    lookup_threads: int = 16  # parallel GETs deciding which videos are done
+    progress_s: float = 30.0  # seconds between status lines
+    verbose: bool = False  # a line per video (always on for jobs of 20 videos or fewer)
+    lookup_threads: int = 16  # parallel GETs of rows written since the last manifest merge
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     s3: S3Settings = field(default_factory=S3Settings)
     fault: InferFault = field(default_factory=InferFault)
@@ -93,7 +106,14 @@ class InferConfig:
         missing = [name for name in ("input", "output", "checkpoint") if not getattr(self, name)]
         if missing:
             raise ValueError(f"vda infer needs {', '.join(missing)}")
-        if self.actors.max_attempts < 1:
+        actors = self.actors
+        if actors.max_attempts < 1:
             raise ValueError("actors.max_attempts must be at least 1")
+        if actors.num_actors != "auto" and actors.num_actors < 1:
+            raise ValueError('actors.num_actors must be "auto" or at least 1')
+        if actors.min_actors < 1 or (actors.max_actors and actors.max_actors < actors.min_actors):
+            raise ValueError("actors: need 1 <= min_actors <= max_actors (0: unbounded)")
+        if actors.cpus_per_actor <= 0 and actors.gpus_per_actor <= 0:
+            raise ValueError("actors: cpus_per_actor or gpus_per_actor must be positive")
         if self.split.segment_frames < 0:
             raise ValueError("split.segment_frames must be 0 (off) or a frame count")

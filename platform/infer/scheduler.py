@@ -1,21 +1,22 @@
-"""The driver's actor pool: units of work in, manifest rows out, whatever the actors do.
+"""The driver's scheduler: units of work in, manifest rows out, whatever the actors do.
 
 Why not a Ray Data `map_batches` over an actor pool (the first version): a
 video that kills its actor on every attempt (out of memory, a decoder crash)
 exhausts Ray Data's task retries and fails the whole dataset, taking every
 other video's result with it; and a long video's segments, their stitch and
-a per-video retry count do not fit a one-row-in, one-row-out map. Here each
-actor is a plain Ray actor the driver owns:
+a per-video retry count do not fit a one-row-in, one-row-out map. Here the
+driver owns plain Ray actors (`pool.py` decides how many and when):
 
-- units (whole videos, segments of split videos) go to idle actors, longest
-  work first (a split video's segments jump the queue: it bounds makespan);
+- units (whole videos, segments of split videos) go to idle actors as soon
+  as the first one is ready, longest work first (a split video's segments
+  jump the queue: it bounds makespan);
 - an actor that dies is replaced, and its unit is retried until it has been
   attempted `max_attempts` times; then the video is recorded as failed with
   the reason, and the job goes on;
-- a split video's stitch starts as a CPU task with its segments and follows
-  them in order; a segment that fails for good cancels it;
-- a progress line (videos done / failed / to go, frames/s, ETA) every
-  `progress_s` seconds and per finished video.
+- a split video's stitch runs in a thread of a pool actor and follows its
+  segments in order; a segment that fails for good cancels it, and an actor
+  that dies under it moves it to another actor (it resumes from storage);
+- progress: a status line every `progress_s` seconds (`core.progress`).
 """
 
 from __future__ import annotations
@@ -27,18 +28,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.config import to_dict
+from ..core.progress import JobProgress
 from .config import InferConfig
 from .manifest import ManifestRow
+from .pool import ActorPool, Member, first_line
 from .segments import read_records
-from .worker import VideoDepthWorker, base_row, stitch
+from .worker import VideoDepthWorker, base_row
 
 
 @dataclass
 class _Video:
     unit: dict[str, Any]
     plan: str | None = None
+    segments: int = 0
     failed: str | None = None
-    stitch: Any = None  # the stitch task's ref, while it runs
+    stitch: Any = None  # the stitch's ref, while it runs
+    stitch_host: Member | None = None
+    stitch_attempt: int = 0
 
 
 class InferScheduler:
@@ -55,92 +61,89 @@ class InferScheduler:
         self.config = config
         self.sha = checkpoint_sha256
         self.on_row = on_row
-        self.progress = progress
+        self.out = progress
         actors = config.actors
-        self._actor_class = ray.remote(VideoDepthWorker).options(
+        groups = {"stitch": actors.stitches_per_actor, "control": 1}
+        actor_class = ray.remote(concurrency_groups=groups)(VideoDepthWorker).options(
             num_cpus=actors.cpus_per_actor,
             num_gpus=actors.gpus_per_actor or None,
             max_restarts=0,  # replaced by the driver, which counts the attempts
             max_task_retries=0,
         )
-        self._stitch = ray.remote(stitch).options(
-            num_cpus=config.split.stitch_cpus, max_retries=actors.max_attempts - 1
-        )
-        self._config_dict = to_dict(config)
+        config_dict = to_dict(config)
+        self.pool = ActorPool(lambda: actor_class.remote(config_dict, self.sha), actors, progress)
         self.model: dict[str, Any] = {}
-        self.startup_s = 0.0  # until every actor had loaded the model
-
-    def _new_actor(self):
-        return self._actor_class.remote(self._config_dict, self.sha)
 
     def run(self, units: list[dict[str, Any]]) -> None:
-        ray = self.ray
+        ray, pool = self.ray, self.pool
         queue: deque[dict[str, Any]] = deque(dict(u, kind="video", attempt=1) for u in units)
         videos = {u["video_id"]: _Video(dict(u)) for u in units}
-        size = max(1, min(self.config.actors.num_actors, len(units)))
-        idle = [self._new_actor() for _ in range(size)]
-        started = time.monotonic()
-        # model loads; measured apart from the work (an actor that cannot start fails here)
-        self.model = ray.get([actor.ready.remote() for actor in idle])[0]
-        self.startup_s = time.monotonic() - started
-        running: dict[Any, tuple[Any, dict[str, Any]]] = {}  # ref -> (actor, unit)
+        self.progress = progress = JobProgress(
+            len(units), "vda infer", self.out, self.config.progress_s, self.config.verbose
+        )
+        progress.extra = lambda: f"actors {len(pool.ready())} running, {pool.starting()} starting"
+        running: dict[Any, tuple[Member, dict[str, Any]]] = {}  # ref -> (actor, unit)
         stitching: dict[Any, str] = {}  # ref -> video id
-        self._started = time.monotonic()
-        self._done = self._failed = self._frames = 0
-        self._total = len(units)
-        last_report = time.monotonic()
-        while queue or running or stitching:
-            while queue and idle:
-                unit = queue.popleft()
-                actor = idle.pop()
-                running[actor.process.remote(unit)] = (actor, unit)
-            ready, _ = ray.wait(
-                [*running, *stitching], num_returns=1, timeout=self.config.progress_s
-            )
-            for ref in ready:
-                if ref in stitching:
-                    video_id = stitching.pop(ref)
-                    self._finish_stitch(ref, videos[video_id])
+        try:
+            pool.start(len(queue))
+            while queue or running or stitching:
+                pool.maintain(work_left=len(queue) + len(running), queued=len(queue))
+                for member in pool.idle():
+                    if not queue:
+                        break
+                    unit = queue.popleft()
+                    member.busy = True
+                    running[member.actor.process.remote(unit)] = (member, unit)
+                waiting = [*running, *stitching, *pool.pending_refs()]
+                timeout = min(self.config.progress_s, self.config.actors.check_s)
+                if not waiting:  # every actor released or dead: the pool decides what follows
+                    time.sleep(timeout)
                     continue
-                actor, unit = running.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayActorError as error:
-                    ray.kill(actor, no_restart=True)
-                    idle.append(self._new_actor())
-                    self._actor_died(unit, error, queue, videos)
-                    continue
-                except ray.exceptions.RayError as error:  # the call failed, the actor lives
-                    idle.append(actor)
-                    self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
-                    continue
-                idle.append(actor)
-                self.model = result.get("model", self.model)
-                ref_stitch = self._handle(unit, result, queue, videos)
-                if ref_stitch is not None:
-                    stitching[ref_stitch] = unit["video_id"]
-            if time.monotonic() - last_report >= self.config.progress_s:
-                self._report()
-                last_report = time.monotonic()
-        for actor in idle:
-            ray.kill(actor, no_restart=True)
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
+                for ref in ready:
+                    if ref in stitching:
+                        self._finish_stitch(ref, videos[stitching.pop(ref)], stitching)
+                    elif ref in running:
+                        member, unit = running.pop(ref)
+                        self._finish_unit(ref, member, unit, queue, videos, stitching)
+                    elif (member := pool.by_start_ref(ref)) is not None:
+                        pool.on_ready(member)
+                        if member.ready and not self.model:
+                            self.model = dict(member.info)
+                progress.tick()
+            progress.status()
+        finally:
+            progress.close()
+            pool.shutdown()
 
     # -- results -------------------------------------------------------------
-    def _handle(self, unit, result, queue, videos):
-        video = videos[unit["video_id"]]
+    def _finish_unit(self, ref, member: Member, unit, queue, videos, stitching) -> None:
+        ray = self.ray
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as error:
+            self.pool.died(member)
+            self._actor_died(unit, error, queue, videos)
+            return
+        except ray.exceptions.RayError as error:  # the call failed, the actor lives
+            member.busy = False
+            self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
+            return
+        member.busy = False
         kind = result["kind"]
+        video = videos[unit["video_id"]]
         if kind == "row":
             self._emit(ManifestRow.from_dict(result["row"]))
         elif kind == "split":
-            video.plan = result["plan"]
-            plan = result["segments"]
+            video.plan, plan = result["plan"], result["segments"]
+            video.segments = len(plan)
             # segments done by an earlier run (same plan key) are not redone
             records = read_records(
                 self.config.output, unit["video_id"], video.plan, len(plan), self.config.s3
             )
             todo = [i for i, record in enumerate(records) if record is None]
-            self.progress(
-                f"vda infer: {unit['video_id']}: split into {len(plan)} segments"
+            self.progress.item(
+                f"{unit['video_id']}: split into {len(plan)} segments"
                 + (f" ({len(plan) - len(todo)} done before)" if len(todo) < len(plan) else "")
             )
             for i in reversed(todo):
@@ -149,30 +152,63 @@ class InferScheduler:
                     {**video.unit, "kind": "segment", "segment": i, "first": first, "stop": stop,
                      "plan": video.plan, "attempt": 1}
                 )  # fmt: skip
-            video.stitch = self._stitch.remote(
-                self._config_dict, dict(video.unit, plan=video.plan), len(plan), self.model
-            )
-            return video.stitch
+            self._start_stitch(video, stitching, prefer=member)
         elif kind == "segment_failed":
             self._unit_failed(unit, result["error"], videos)
-        return None  # a finished segment: its stitch reads the record from storage
+        # a finished segment: its stitch reads the record from storage
 
-    def _finish_stitch(self, ref, video: _Video) -> None:
-        video.stitch = None
-        if video.failed is not None:
-            return  # cancelled: a segment failed, and the row says why
+    def _start_stitch(self, video: _Video, stitching, prefer: Member | None = None) -> None:
+        host = self.pool.host_for_stitch() or prefer
+        if host is None:  # no actor alive: the pool replaces them, the stitch waits for one
+            host = self.pool.ready()[0] if self.pool.ready() else None
+        if host is None:
+            self._unit_failed(video.unit, "stitch: no actor left to run it", None, video=video)
+            return
+        video.stitch_attempt += 1
+        video.stitch_host = host
+        host.stitches.add(video.unit["video_id"])
+        unit = dict(video.unit, plan=video.plan)
+        video.stitch = host.actor.stitch.remote(unit, video.segments, self.model)
+        stitching[video.stitch] = video.unit["video_id"]
+
+    def _finish_stitch(self, ref, video: _Video, stitching) -> None:
+        ray, host = self.ray, video.stitch_host
+        video.stitch, video.stitch_host = None, None
+        if host is not None:
+            host.stitches.discard(video.unit["video_id"])
         try:
-            result = self.ray.get(ref)
-            row = ManifestRow.from_dict(result["row"])
-        except self.ray.exceptions.RayError as error:
-            row = self._failed_row(video.unit, f"stitch: {type(error).__name__}: {error}")
-        self._emit(row)
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as error:
+            if host is not None:
+                self.pool.died(host)
+                if host.busy:  # the unit it was running killed it: that unit's attempt, not ours
+                    video.stitch_attempt -= 1
+            if video.failed is None and video.stitch_attempt < self.config.actors.max_attempts:
+                self.progress.line(
+                    f"{video.unit['video_id']}: the actor running its stitch died; "
+                    "moving the stitch to another actor"
+                )
+                self._start_stitch(video, stitching)
+            elif video.failed is None:
+                self._unit_failed(
+                    video.unit, f"stitch: {first_line(error)}", None, video=video,
+                    attempts=video.stitch_attempt,
+                )  # fmt: skip
+            return
+        except ray.exceptions.RayError as error:
+            result = {"kind": "row", "row": None, "error": f"{type(error).__name__}: {error}"}
+        if video.failed is not None or result["kind"] == "cancelled":
+            return  # cancelled: a segment failed, and the row says why
+        if result.get("row") is None:
+            self._emit(self._failed_row(video.unit, f"stitch: {result['error']}"))
+        else:
+            self._emit(ManifestRow.from_dict(result["row"]))
 
     def _actor_died(self, unit, error, queue, videos) -> None:
         attempts = unit["attempt"]
         if attempts < self.config.actors.max_attempts:
-            self.progress(
-                f"vda infer: {unit['video_id']}: the actor died (attempt {attempts} of "
+            self.progress.line(
+                f"{unit['video_id']}: the actor died (attempt {attempts} of "
                 f"{self.config.actors.max_attempts}); retrying"
             )
             queue.appendleft(dict(unit, attempt=attempts + 1))
@@ -180,18 +216,21 @@ class InferScheduler:
         what = f"segment {unit['segment']}" if unit["kind"] == "segment" else "the video"
         reason = (
             f"the actor died on each of {attempts} attempts at {what} "
-            f"(out of memory or a crash in native code?): {_first_line(error)}"
+            f"(out of memory or a crash in native code?): {first_line(error)}"
         )
         self._unit_failed(unit, reason, videos, attempts=attempts)
 
-    def _unit_failed(self, unit, reason: str, videos, attempts: int | None = None) -> None:
-        video = videos[unit["video_id"]]
+    def _unit_failed(
+        self, unit, reason: str, videos, attempts: int | None = None, video: _Video | None = None
+    ) -> None:
+        video = video or videos[unit["video_id"]]
         if video.failed is not None:
             return  # another segment already failed this video
         video.failed = reason
-        if video.stitch is not None:  # it would wait for the failed segment forever
-            self.ray.cancel(video.stitch, force=True)
-        self._emit(self._failed_row(unit, reason, attempts or unit["attempt"]))
+        if video.stitch is not None and video.stitch_host is not None:
+            # it would wait for the failed segment forever: it checks this flag as it waits
+            video.stitch_host.actor.cancel_stitch.remote(unit["video_id"])
+        self._emit(self._failed_row(unit, reason, attempts or unit.get("attempt", 1)))
 
     def _failed_row(self, unit, reason: str, attempts: int = 1) -> ManifestRow:
         from .commit import record_failure
@@ -204,38 +243,11 @@ class InferScheduler:
 
     def _emit(self, row: ManifestRow) -> None:
         if row.status == "done":
-            self._done += 1
-            self._frames += row.frames
-            self.progress(
-                f"vda infer: {row.video_id}: {row.frames} frames in {row.seconds:.1f} s "
+            self.progress.item(
+                f"{row.video_id}: {row.frames} frames in {row.seconds:.1f} s "
                 f"({row.frames_per_second:.1f} frames/s)"
             )
         else:
-            self._failed += 1
-            self.progress(f"vda infer: {row.video_id}: FAILED: {row.error}")
+            self.progress.item(f"{row.video_id}: FAILED: {row.error}")
+        self.progress.finished(row.status == "done", row.frames)
         self.on_row(row)
-        self._report()
-
-    def _report(self) -> None:
-        elapsed = time.monotonic() - self._started
-        finished = self._done + self._failed
-        left = self._total - finished
-        fps = self._frames / elapsed if elapsed > 0 else 0.0
-        eta = f"{_duration(elapsed / finished * left)}" if finished and left else "-"
-        self.progress(
-            f"vda infer: [{finished}/{self._total}] {self._done} done, {self._failed} failed, "
-            f"{left} to go; {fps:.1f} frames/s; ETA {eta}"
-        )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -26,11 +26,12 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import ray
 
 from vda.model.inference import WindowAligner, WindowConfig
 
@@ -49,7 +50,7 @@ from ..video.sequence import (
 from . import segments
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
-from .manifest import ManifestRow
+from .manifest import ManifestRow, read_row
 from .quality import signals
 
 
@@ -135,12 +136,22 @@ class VideoDepthWorker:
     """A Ray actor (see scheduler.py): one model, one unit of work per call."""
 
     def __init__(self, config: dict[str, Any], checkpoint_sha256: str) -> None:
+        """Cheap on purpose: the pool tells "not placed" (this has not run) from "loading"."""
+        self.config = build(InferConfig, config)
+        self.sha = checkpoint_sha256
+        self.node = ray.get_runtime_context().get_node_id()
+        self._cancelled: dict[str, threading.Event] = {}
+
+    def load(self) -> dict[str, Any]:
+        """Load the model once: what it is and the node it runs on (the pool waits on this,
+        with a deadline, and counts a failure here as a failed start)."""
         import torch
 
         from vda.model import load_checkpoint
         from vda.model.inference import InferenceConfig, StreamingDepthEngine
 
-        self.config = build(InferConfig, config)
+        if self.config.fault.fail_start:
+            raise RuntimeError("fault injection: this actor cannot start")
         actors = self.config.actors
         torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
         with open_input(self.config.checkpoint, self.config.s3) as handle:
@@ -162,25 +173,39 @@ class VideoDepthWorker:
         self.model = {
             "size": model.config.size,
             "metric": model.config.metric,
-            "sha256": checkpoint_sha256,
+            "sha256": self.sha,
             "precision": self.engine.precision,
             "device": str(self.engine.device),
         }
-
-    def ready(self) -> dict[str, Any]:
-        return dict(self.model)
+        return {**self.model, "node": self.node}
 
     def process(self, unit: dict[str, Any]) -> dict[str, Any]:
         if unit["kind"] == "segment":
             return self._segment(unit)
         return self._video(unit)
 
+    # Stitches run in threads of their own beside `process`: they use the CPUs this actor
+    # already holds, so a pool that takes every CPU of the cluster cannot starve them.
+    @ray.method(concurrency_group="stitch")
+    def stitch(self, unit: dict[str, Any], count: int, model: dict[str, Any]) -> dict[str, Any]:
+        cancelled = self._cancelled.setdefault(unit["video_id"], threading.Event())
+        try:
+            return stitch(self.config, unit, count, model, self.node, cancelled.is_set)
+        finally:
+            self._cancelled.pop(unit["video_id"], None)
+
+    @ray.method(concurrency_group="control")
+    def cancel_stitch(self, video_id: str) -> None:
+        """A segment failed for good: the stitch waiting for it gives up (Ray cannot
+        interrupt a running actor task, so the stitch checks this flag as it waits)."""
+        self._cancelled.setdefault(video_id, threading.Event()).set()
+
     # -- a whole video ---------------------------------------------------------
     def _video(self, unit: dict[str, Any]) -> dict[str, Any]:
         config = self.config
         video, video_id = unit["video"], unit["video_id"]
         row = base_row(unit, config, self.model)
-        row.attempts = unit.get("attempt", 1)
+        row.attempts, row.node = unit.get("attempt", 1), self.node
         commit = OutputCommit(config.output, video_id, config.s3)
         start = time.perf_counter()
         try:
@@ -215,7 +240,6 @@ class VideoDepthWorker:
                 info = reader.info
             finish_row(row, produced, info, self.engine.alignments, time.perf_counter() - start)
             commit.commit(row)
-            print(f"vda infer: {video_id}: {produced.frames} frames in {row.seconds:.1f} s")
         except VideoDecodeError as error:
             row.status, row.error = "failed", str(error)
         except Exception as error:  # any other per-video failure: record it, finish the rest
@@ -327,19 +351,29 @@ def _alignments(alignments) -> list[dict[str, float]]:
 
 
 def stitch(
-    config_dict: dict[str, Any], unit: dict[str, Any], count: int, model: dict, poll_s: float = 0.5
+    config: InferConfig,
+    unit: dict[str, Any],
+    count: int,
+    model: dict,
+    node: str = "",
+    cancelled: Callable[[], bool] = lambda: False,
+    poll_s: float = 0.5,
 ) -> dict[str, Any]:
     """The ordered pass over a split video: align, blend, write and commit, as segments land.
 
-    It runs as a CPU task beside the segments (the model is not needed: only
-    the windows the segments store, the video's header, and its frames for
-    side-by-side), waiting for each segment's record in turn; the scheduler
-    cancels it if a segment fails for good.
+    It runs in a thread of a pool actor beside the segments (the model is not
+    needed: only the windows the segments store, the video's header, and its
+    frames for side-by-side), waiting for each segment's record in turn; it
+    gives up when `cancelled()` (a segment failed for good). A retry after its
+    actor died finds the video's committed row, if it got that far, and
+    returns it: nothing is written twice.
     """
-    config = build(InferConfig, config_dict)
     video, video_id, plan = unit["video"], unit["video_id"], unit["plan"]
+    committed = read_row(config.output, video_id, config.s3)
+    if committed is not None and committed.status == "done":
+        return {"kind": "row", "row": committed.to_dict()}
     row = base_row(unit, config, model)
-    row.segments = count
+    row.segments, row.node = count, node
     commit = OutputCommit(config.output, video_id, config.s3)
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
@@ -349,6 +383,8 @@ def stitch(
             while (
                 record := segments.read_record(config.output, video_id, plan, segment, config.s3)
             ) is None:
+                if cancelled():
+                    raise StitchCancelled(f"segment {segment} failed")
                 time.sleep(poll_s)
             records.append(record)
             yield record
@@ -380,6 +416,8 @@ def stitch(
         row.attempts = max(r.get("attempt", 1) for r in records)
         commit.commit(row)
         segments.drop_segments(config.output, video_id, config.s3)
+    except StitchCancelled:
+        return {"kind": "cancelled"}
     except Exception as error:
         row.status, row.error = "failed", f"stitch: {type(error).__name__}: {error}"
         row.seconds = time.perf_counter() - start
@@ -387,6 +425,10 @@ def stitch(
     finally:
         commit.cleanup()
     return {"kind": "row", "row": row.to_dict()}
+
+
+class StitchCancelled(Exception):
+    """The scheduler cancelled a stitch: one of its segments failed for good."""
 
 
 def _frame_lookup(reader):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -152,6 +153,7 @@ def _explain(action: str, uri: str, error: Exception, settings: S3Settings | Non
         if (
             "curlcode: 7" in lowered
             or "couldn't connect" in lowered
+            or "could not connect" in lowered
             or "connection refused" in lowered
         ):
             reason = f"cannot reach the S3 endpoint {endpoint}"
@@ -211,6 +213,83 @@ def list_files(
         and (suffixes is None or info.path.lower().endswith(tuple(s.lower() for s in suffixes)))
     ]
     return sorted(files)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One listed object: what a plan needs without reading it."""
+
+    uri: str
+    size: int
+    mtime: float  # seconds since the epoch, as the store reports it (S3: whole seconds)
+
+
+def stat(uri: str, settings: S3Settings | None = None) -> StoredObject | None:
+    """One object's size and time (a HEAD on S3), or None when there is no such object."""
+    fs, path = resolve(uri, settings)
+    try:
+        info = fs.get_file_info(path)
+    except OSError as error:
+        raise _explain("check", uri, error, settings) from error
+    if info.type != pafs.FileType.File:
+        return None
+    return StoredObject(uri, info.size, info.mtime.timestamp())
+
+
+def list_objects(
+    prefix: str, suffixes: tuple[str, ...] | None = None, settings: S3Settings | None = None
+) -> Iterator[StoredObject]:
+    """Every object under `prefix` (recursive) with its size and time, in key order.
+
+    On S3 this is ListObjectsV2 without a delimiter, 1,000 keys a request, so
+    listing N objects costs ceil(N / 1000) requests however deep the folders
+    are (pyarrow's recursive listing walks folder by folder). A generator: a
+    million keys never sit in one list here.
+    """
+    wanted = tuple(s.lower() for s in suffixes) if suffixes else None
+    if not is_s3(prefix):
+        fs, path = resolve(prefix, settings)
+        selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+        infos = sorted(fs.get_file_info(selector), key=lambda info: info.path)
+        for info in infos:
+            if info.type == pafs.FileType.File and (
+                wanted is None or info.path.lower().endswith(wanted)
+            ):
+                yield StoredObject(info.path, info.size, info.mtime.timestamp())
+        return
+    parsed = urlparse(prefix)
+    key = parsed.path.lstrip("/").rstrip("/")
+    pages = _s3_client(settings or S3Settings()).get_paginator("list_objects_v2")
+    try:
+        for page in pages.paginate(Bucket=parsed.netloc, Prefix=f"{key}/" if key else ""):
+            for item in page.get("Contents", []):
+                if wanted is None or item["Key"].lower().endswith(wanted):
+                    uri = f"s3://{parsed.netloc}/{item['Key']}"
+                    yield StoredObject(uri, item["Size"], item["LastModified"].timestamp())
+    except Exception as error:  # botocore's errors: one readable line, like pyarrow's
+        raise _explain("list", prefix, error, settings) from error
+
+
+@lru_cache(maxsize=16)
+def _s3_client(settings: S3Settings):
+    """A boto3 client with the same endpoint, region, profile and limits as the filesystem."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.Session(profile_name=settings.profile) if settings.profile else boto3.Session()
+    return session.client(
+        "s3",
+        endpoint_url=_endpoint(settings),
+        region_name=settings.region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
+        config=Config(
+            connect_timeout=settings.connect_timeout_s,
+            read_timeout=settings.request_timeout_s,
+            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+        ),
+    )
 
 
 def open_input(uri: str, settings: S3Settings | None = None) -> IO[bytes]:

@@ -61,8 +61,9 @@ def _config(bucket, tmp_path, **extra):
             "checkpoint": f"s3://{bucket}/models/tiny.ckpt",
             "input_size": 28,
             "outputs": {"depth_dtype": "float32", "chunk_frames": 64},
-            "split": {"segment_frames": 70, "stitch_cpus": 0.5},
-            "actors": {"num_actors": 2, "cpus_per_actor": 0.5, "max_attempts": 2},
+            "split": {"segment_frames": 70},
+            # the pool takes every CPU of the 2-CPU test cluster: stitches must still run
+            "actors": {"num_actors": 2, "cpus_per_actor": 1.0, "max_attempts": 2},
             "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "split"},
             **extra,
         },

@@ -1,0 +1,197 @@
+"""What a `vda infer` run will do, decided before any actor starts.
+
+The listing of the input prefix (1,000 keys a request on S3), the done
+check from the durable rows (`manifest.committed_rows`: listings and the
+last merge, not a GET per video), and every check the driver can make
+without the cluster (the output prefix takes writes, the checkpoint loads).
+`vda infer --plan` stops there and prints what the run would cost, reading
+the to-do videos' container headers (no decoding).
+
+Memory: the driver holds one small dict per listed video (its URI and id,
+about 0.5 KB with Python's overheads: `vda bench plan` measures it), so a
+million-video plan needs a few hundred MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import statistics
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.config import ConfigError
+from ..core.progress import duration
+from ..storage import (
+    StorageError,
+    exists,
+    join,
+    key_below,
+    list_objects,
+    open_input,
+    read_bytes,
+    resolve,
+    write_bytes,
+)
+from ..storage.objects import delete, is_s3
+from ..video.decode import VideoDecodeError, probe_header
+from ..video.sequence import IMAGE_SUFFIXES, group_sequences
+from .config import InferConfig
+from .manifest import ManifestRow, committed_rows
+
+
+@dataclass
+class JobPlan:
+    videos: list[dict[str, Any]]  # every listed video: {"video": uri, "video_id": id}
+    earlier: dict[str, ManifestRow]  # done (or failed, without retry_failed) before: kept
+    todo: list[dict[str, Any]]
+    checkpoint_sha256: str
+    model: dict[str, Any] = field(default_factory=dict)  # size, metric
+
+    @property
+    def failed_before(self) -> int:
+        return sum(1 for r in self.earlier.values() if r.status == "failed")
+
+    def summary(self) -> str:
+        done = len(self.earlier) - self.failed_before
+        return (
+            f"{len(self.videos)} videos: {done} already done, {self.failed_before} failed "
+            f"before (retry_failed=true retries them), {len(self.todo)} to process"
+        )
+
+
+def plan_job(config: InferConfig, check_writes: bool = True) -> JobPlan:
+    videos = list_videos(config)
+    sha, model = check_before_start(config, check_writes)
+    known = committed_rows(
+        config.output, {v["video_id"] for v in videos}, config.s3, config.lookup_threads
+    )
+    earlier: dict[str, ManifestRow] = {}
+    for video_id, row in known.items():
+        if row.status == "done" or (row.status == "failed" and not config.retry_failed):
+            row.processed = False
+            earlier[video_id] = row
+    todo = [v for v in videos if v["video_id"] not in earlier]
+    return JobPlan(videos, earlier, todo, sha, model)
+
+
+def video_id_for(uri: str, prefix: str | None) -> str:
+    """A normalised id (the output sub-prefix) from the video's path below the input prefix."""
+    return key_below(uri, prefix)
+
+
+def list_videos(config: InferConfig) -> list[dict[str, str]]:
+    """The videos to consider: one listing of the input prefix (1,000 keys a request on S3)."""
+    counts: dict[str, int] = {}  # frames of image sequences, known from the listing
+    if config.input.endswith(".txt"):
+        uris = [line.strip() for line in read_bytes(config.input, config.s3).decode().splitlines()]
+        uris = [u for u in uris if u and not u.startswith("#")]
+        prefix = None
+    else:
+        suffixes = tuple(config.suffixes) + (IMAGE_SUFFIXES if config.sequences else ())
+        listed = [o.uri for o in list_objects(config.input, suffixes, config.s3)]
+        uris = [u for u in listed if u.lower().endswith(tuple(config.suffixes))]
+        if config.sequences:  # each folder of images is one video, named by the folder
+            images = [u for u in listed if u.lower().endswith(IMAGE_SUFFIXES)]
+            for folder, files in group_sequences(images).items():
+                uris.append(folder)
+                counts[folder] = len(files)
+        # local listings are absolute paths: ids are taken below the absolute prefix
+        prefix = config.input if is_s3(config.input) else resolve(config.input)[1]
+    rows, seen = [], set()
+    for uri in uris:
+        video_id = video_id_for(uri.rstrip("/"), prefix)
+        if video_id in seen:
+            raise StorageError(f"two inputs map to the same output {video_id!r}; rename one")
+        seen.add(video_id)
+        rows.append({"video": uri, "video_id": video_id})
+        if uri in counts:
+            rows[-1]["frames"] = counts[uri]
+    return rows
+
+
+def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[str, dict]:
+    """Fail before any cluster work on what the driver can see: (checkpoint sha256, model)."""
+    from vda.model import load_checkpoint
+    from vda.model.checkpoint import CheckpointError
+
+    probe = join(config.output, "_tmp", f"_probe-{uuid.uuid4().hex[:8]}")
+    try:
+        if check_writes:
+            write_bytes(probe, b"vda infer writes here", config.s3)
+            delete(probe, config.s3)
+    except StorageError as error:
+        raise StorageError(
+            f"the output prefix {config.output} does not take writes: {error}"
+        ) from error
+    if not exists(config.checkpoint, config.s3):
+        raise StorageError(f"checkpoint {config.checkpoint} does not exist")
+    with open_input(config.checkpoint, config.s3) as handle:
+        data = handle.read()
+    stream = io.BytesIO(data)
+    stream.name = config.checkpoint  # a `metric_*` name marks a metric checkpoint
+    try:
+        model = load_checkpoint(stream)
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {config.checkpoint} does not load: {error}") from error
+    if config.outputs.ply and not model.config.metric:
+        raise ConfigError(
+            "outputs.ply: point clouds need metric depth, and "
+            f"{config.checkpoint} predicts relative disparity (use a metric_* checkpoint)"
+        )
+    info = {"size": model.config.size, "metric": model.config.metric}
+    return hashlib.sha256(data).hexdigest(), info
+
+
+def plan_table(config: InferConfig, plan: JobPlan, fps: float | None = None) -> list[str]:
+    """`vda infer --plan`: the work ahead, from listings and container headers only.
+
+    `fps`: the frames/s one actor achieves; else the median of what earlier
+    runs recorded in their rows; else the estimate is left out.
+    """
+    headers = _headers(config, plan.todo)
+    frames = sum(h[0] or 0 for h in headers)
+    seconds = sum(h[1] or 0.0 for h in headers)
+    unknown = sum(1 for h in headers if h[0] is None)
+    measured = [r.frames_per_second for r in plan.earlier.values() if r.frames_per_second > 0]
+    rate = fps or (statistics.median(measured) if measured else None)
+    source = "given" if fps else ("median of earlier runs" if measured else "")
+    lines = [
+        f"input      {config.input}",
+        f"output     {config.output}",
+        f"checkpoint {config.checkpoint} ({plan.model.get('size', '?')}, "
+        f"sha256 {plan.checkpoint_sha256[:12]})",
+        f"videos     {len(plan.videos)} listed: {len(plan.todo)} to do, "
+        f"{len(plan.earlier) - plan.failed_before} done, {plan.failed_before} failed before",
+        f"to do      {frames} frames, {duration(seconds)} of video"
+        + (f" ({unknown} without a readable frame count)" if unknown else ""),
+    ]
+    if rate:
+        hours = frames / rate / 3600
+        lines.append(
+            f"estimate   {hours:.2f} actor-hours at {rate:.1f} frames/s per actor ({source})"
+        )
+    else:
+        lines.append(
+            "estimate   unknown: pass --plan-fps (frames/s per actor) or run a sample first"
+        )
+    return lines
+
+
+def _headers(
+    config: InferConfig, todo: list[dict[str, Any]]
+) -> list[tuple[int | None, float | None]]:
+    def one(unit: dict[str, Any]) -> tuple[int | None, float | None]:
+        if "frames" in unit:  # an image sequence: its listing counted the frames
+            return unit["frames"], None
+        try:
+            with open_input(unit["video"], config.s3) as stream:
+                header = probe_header(stream, unit["video"])
+        except (StorageError, VideoDecodeError):
+            return None, None
+        return header.frames, header.seconds
+
+    with ThreadPoolExecutor(max_workers=max(1, config.lookup_threads)) as pool:
+        return list(pool.map(one, todo))

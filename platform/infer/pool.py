@@ -1,0 +1,318 @@
+"""The bulk job's actor pool: sized from the cluster, grown with it, never waited on blindly.
+
+The policy lives here and nowhere else (the scheduler only asks for idle
+actors and reports deaths):
+
+- **size**: `num_actors: auto` is what the cluster's resources hold (GPUs /
+  `gpus_per_actor` where actors ask for GPUs, else CPUs / `cpus_per_actor`),
+  bounded by `min_actors` / `max_actors` and by the work left; a number is
+  asked for as it is. A split video's stitch runs in a thread of a pool
+  actor (on the resources that actor already holds), so the pool may take
+  every CPU of the cluster without starving it.
+- **start**: actors start without waiting; their placement and then their
+  model load are refs the scheduler waits on beside its work, and work goes
+  to the first ready actor. An actor not placed after `start_timeout_s` is
+  released with one line naming what it asked for and what the cluster has
+  (Ray cannot tell "infeasible" from "waiting for a node": both stay
+  pending); one placed that does not load its model in that time counts as
+  a failed start. Fewer than `min_actors` ready by then, or no actor ready for
+  that long while work is left: `PoolStartError` (the job exits with 2).
+- **grow**: every `check_s` the pool compares itself with the cluster; when
+  capacity appeared (a node joined, the autoscaler added one) it starts
+  actors up to the target. Where the target is more than the cluster holds,
+  it asks the autoscaler for the difference (`request_resources`) and
+  withdraws the request at the end.
+- **shrink**: at the tail, an idle actor with no stitch to host is released
+  at once, so an autoscaler can take its node back.
+- **deaths**: an actor that dies while starting counts like a unit's
+  attempt: after `max_attempts` starts in a row that died, the pool stops
+  starting actors (a model that cannot load on a node type does not loop).
+
+Ray Data's actor-pool operator and autoscaler follow the same discipline
+(STACK_NOTES, "Ray scheduling traps").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ActorConfig
+
+
+class PoolStartError(RuntimeError):
+    """Not enough actors could start: one line saying why; the job ends with exit status 2."""
+
+
+@dataclass
+class Member:
+    """One actor of the pool and what the scheduler has given it.
+
+    Starting has two steps, each with the deadline `start_timeout_s`: placed
+    (the cluster found it resources and its process runs: `__ray_ready__`),
+    then ready (the model loaded: `load`). `ref` is the one being waited on.
+    """
+
+    actor: Any
+    ref: Any
+    load_ref: Any
+    started: float  # time.monotonic() at creation, then at placement
+    placed: bool = False
+    ready: bool = False
+    busy: bool = False  # a unit (video or segment) is running on it
+    stitches: set[str] = field(default_factory=set)  # video ids whose stitch it hosts
+    node: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ActorPool:
+    def __init__(
+        self,
+        make_actor: Callable[[], Any],
+        actors: ActorConfig,
+        progress: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import ray
+
+        self.ray = ray
+        self.make_actor = make_actor
+        self.config = actors
+        self.progress = progress
+        self.clock = clock
+        self.members: list[Member] = []
+        self.demand = {
+            key: value
+            for key, value in (("CPU", actors.cpus_per_actor), ("GPU", actors.gpus_per_actor))
+            if value > 0
+        }
+        self.started_at = clock()
+        self.peak_ready = 0
+        self.first_ready_s: float | None = None  # seconds from the start to the first ready actor
+        self._last_check = -math.inf
+        self._last_ready_or_work = clock()
+        self._start_failures = 0  # in a row
+        self._last_start_error = ""
+        self._ceiling: int | None = None  # what the cluster placed when actors timed out
+        self._totals: dict[str, float] = {}
+        self._requested = False
+        self._min_checked = False
+        self._min_needed = actors.min_actors
+
+    # -- what the scheduler sees -------------------------------------------------
+    def pending_refs(self) -> list[Any]:
+        return [m.ref for m in self.members if not m.ready]
+
+    def idle(self) -> list[Member]:
+        return [m for m in self.members if m.ready and not m.busy]
+
+    def ready(self) -> list[Member]:
+        return [m for m in self.members if m.ready]
+
+    def starting(self) -> int:
+        return sum(1 for m in self.members if not m.ready)
+
+    def host_for_stitch(self) -> Member | None:
+        """The ready actor hosting the fewest stitches, if one has room for another."""
+        hosts = [m for m in self.ready() if len(m.stitches) < self.config.stitches_per_actor]
+        return min(hosts, key=lambda m: (len(m.stitches), m.busy), default=None)
+
+    def by_start_ref(self, ref: Any) -> Member | None:
+        return next((m for m in self.members if not m.ready and m.ref == ref), None)
+
+    # -- sizing -----------------------------------------------------------------
+    def capacity(self) -> int:
+        """Actors the cluster's resources hold in all (every node, busy or not)."""
+        totals = self.ray.cluster_resources()
+        return _fits(totals, self.demand)
+
+    def target(self, work_left: int) -> int:
+        """How many actors the pool wants now, before looking at what the cluster holds."""
+        actors = self.config
+        if actors.num_actors == "auto":
+            want = max(self.capacity(), actors.min_actors)
+            if actors.max_actors:
+                want = min(want, actors.max_actors)
+        else:
+            want = actors.num_actors
+        return max(0, min(want, work_left))
+
+    def start(self, work_left: int) -> None:
+        """The first actors: as many as the target, none waited on."""
+        wanted = self.target(work_left)
+        self._min_needed = min(self.config.min_actors, work_left)
+        self._totals = self._cluster_totals()
+        self._ask_autoscaler(work_left)
+        for _ in range(wanted):
+            self._add()
+
+    # -- events -----------------------------------------------------------------
+    def on_ready(self, member: Member) -> str | None:
+        """The member's awaited ref resolved: placed or ready (None), or died starting (why)."""
+        try:
+            info = self.ray.get(member.ref)
+        except self.ray.exceptions.RayError as error:
+            self._start_failed(member, first_line(error))
+            return self._last_start_error
+        if not member.placed:  # its process runs: now the model loads, on a deadline of its own
+            member.placed, member.started, member.ref = True, self.clock(), member.load_ref
+            return None
+        member.ready, member.info, member.node = True, info, info.get("node", "")
+        self._start_failures = 0
+        self.peak_ready = max(self.peak_ready, len(self.ready()))
+        if self.first_ready_s is None:
+            self.first_ready_s = self.clock() - self.started_at
+        return None
+
+    def _start_failed(self, member: Member, reason: str) -> None:
+        self.release(member)
+        self._start_failures += 1
+        self._last_start_error = reason
+        self.progress(
+            f"vda infer: an actor failed to start ({self._start_failures} in a row, "
+            f"{self.config.max_attempts} allowed): {reason}"
+        )
+
+    def died(self, member: Member) -> None:
+        """A ready actor died (its unit or stitch failed with RayActorError)."""
+        if member in self.members:
+            self.members.remove(member)
+            self.ray.kill(member.actor, no_restart=True)
+
+    def release(self, member: Member) -> None:
+        if member in self.members:
+            self.members.remove(member)
+        self.ray.kill(member.actor, no_restart=True)
+
+    # -- the periodic look at the cluster ---------------------------------------
+    def maintain(self, work_left: int, queued: int) -> None:
+        """Release what timed out or idles at the tail, grow into new capacity, fail if stuck.
+
+        `work_left`: units queued or running; `queued`: units waiting for an actor.
+        """
+        now = self.clock()
+        if self.ready() or work_left == 0:
+            self._last_ready_or_work = now
+        if queued == 0:  # the tail: nothing waits for an actor
+            for member in [m for m in self.members if not m.busy and not m.stitches]:
+                self.release(member)
+        self._release_timed_out(now)
+        self._check_stuck(now, work_left)
+        if now - self._last_check < self.config.check_s:
+            return
+        self._last_check = now
+        totals = self._cluster_totals()
+        if totals != self._totals:  # a node joined or left: what timed out may fit now
+            self._totals, self._ceiling = totals, None
+        if queued == 0 or self.starting() or self._start_failures >= self.config.max_attempts:
+            return  # one batch at a time; a model that cannot load is not started again
+        want = min(self.target(work_left), self.capacity())
+        if self._ceiling is not None:
+            want = min(want, self._ceiling)
+        for _ in range(want - len(self.members)):
+            self._add()
+
+    def shutdown(self) -> None:
+        for member in list(self.members):
+            self.release(member)
+        if self._requested:
+            self._request([])
+
+    # -- internals ---------------------------------------------------------------
+    def _add(self) -> None:
+        actor = self.make_actor()
+        placed = actor.__ray_ready__.remote()
+        self.members.append(Member(actor, placed, actor.load.remote(), self.clock()))
+
+    def _release_timed_out(self, now: float) -> None:
+        timeout = self.config.start_timeout_s
+        late = [m for m in self.members if not m.ready and now - m.started >= timeout]
+        for member in [m for m in late if m.placed]:  # placed, but the model did not load
+            self._start_failed(member, f"the model did not load within {timeout:g} s")
+        unplaced = [m for m in late if not m.placed]
+        if not unplaced:
+            return
+        for member in unplaced:
+            self.release(member)
+        self._ceiling = len(self.members)
+        free = self.ray.available_resources()
+        self.progress(
+            f"vda infer: {len(unplaced)} actor(s) not placed after {timeout:g} s, released; "
+            f"each asks for {_resources(self.demand)}; the cluster has "
+            f"{_resources(self._cluster_totals())} ({_resources(_pick(free, self.demand))} free); "
+            f"going on with {len(self.members)}"
+        )
+
+    def _check_stuck(self, now: float, work_left: int) -> None:
+        timeout = self.config.start_timeout_s
+        if not self._min_checked and now - self.started_at >= timeout:
+            self._min_checked = True
+            if work_left and len(self.ready()) < self._min_needed:
+                raise PoolStartError(
+                    f"only {len(self.ready())} of actors.min_actors={self._min_needed} "
+                    f"actors started within {timeout:g} s; {self._why()}"
+                )
+        if work_left and not self.ready():
+            if self._start_failures >= self.config.max_attempts and not self.starting():
+                raise PoolStartError(
+                    f"actors failed to start {self._start_failures} times in a row: "
+                    f"{self._last_start_error}"
+                )
+            if now - self._last_ready_or_work >= timeout:
+                raise PoolStartError(f"no actor could start within {timeout:g} s; {self._why()}")
+
+    def _why(self) -> str:
+        return (
+            f"each actor asks for {_resources(self.demand)} and the cluster has "
+            f"{_resources(self._cluster_totals())}"
+            + (f"; last start error: {self._last_start_error}" if self._last_start_error else "")
+        )
+
+    def _cluster_totals(self) -> dict[str, float]:
+        totals = self.ray.cluster_resources()
+        return {k: float(totals.get(k, 0.0)) for k in ("CPU", "GPU")}
+
+    def _ask_autoscaler(self, work_left: int) -> None:
+        """Ask for the actors the cluster does not hold yet (none is asked of a fixed cluster:
+        the request just stays unfulfilled there)."""
+        actors = self.config
+        wanted = actors.num_actors if actors.num_actors != "auto" else actors.max_actors
+        wanted = min(wanted or 0, work_left)
+        if wanted > self.capacity():
+            self._request([dict(self.demand)] * wanted)
+            self._requested = True
+
+    def _request(self, bundles: list[dict[str, float]]) -> None:
+        from ray.autoscaler.sdk import request_resources
+
+        try:
+            request_resources(bundles=bundles)
+        except Exception as error:  # no autoscaler API on this cluster: nothing to ask
+            self.progress(f"vda infer: could not ask the autoscaler for nodes: {error}")
+
+
+def _fits(resources: dict[str, float], demand: dict[str, float]) -> int:
+    if not demand:
+        return 0
+    return min(math.floor(resources.get(k, 0.0) / v + 1e-9) for k, v in demand.items())
+
+
+def _pick(resources: dict[str, float], demand: dict[str, float]) -> dict[str, float]:
+    return {k: float(resources.get(k, 0.0)) for k in demand}
+
+
+def _resources(resources: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in resources.items()) or "nothing"
+
+
+def first_line(error: BaseException) -> str:
+    """The line of an error that says what happened (Ray's put a header first)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    # Ray's actor-death messages put the cause after a header; keep the most telling line
+    for line in reversed(lines):
+        if "Error" in line and not line.startswith(" "):
+            return line.strip()[:300]
+    return lines[0][:300] if lines else type(error).__name__
