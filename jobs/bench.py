@@ -56,7 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     infer.add_argument("--short-frames", type=int, default=110, help="with --long")
     infer.add_argument("--actors", type=int, default=2, help="with --long")
     infer.add_argument("--segment-frames", type=int, default=220, help="with --long")
+    infer.add_argument(
+        "--many", type=int, metavar="N",
+        help="N short clips (--frames each) through the job: overhead per video vs the bare model",
+    )  # fmt: skip
     infer.add_argument("--json", type=Path, help="also write the report here")
+    plan = sub.add_parser("plan", help="planning N listed videos: driver seconds and memory")
+    plan.add_argument("--videos", type=int, default=1_000_000)
+    plan.add_argument("--json", type=Path, help="also write the report here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
             args.long_frames, args.short_videos, args.short_frames, args.actors, args.side,
             args.size, args.input_size, args.segment_frames,
         )  # fmt: skip
+    elif args.bench == "infer" and args.many:
+        from vda.platform.bench.infer_overhead import run_many_bench
+
+        report = run_many_bench(args.many, args.frames, args.side, args.size, args.input_size)
+    elif args.bench == "plan":
+        from vda.platform.bench.infer_overhead import run_plan_bench
+
+        report = run_plan_bench(args.videos)
     elif args.bench == "infer":
         from vda.platform.bench.infer import run_infer_bench
 

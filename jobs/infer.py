@@ -22,6 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="output prefix (local or s3://)")
     parser.add_argument("--checkpoint", help="model checkpoint (local or s3://)")
     parser.add_argument("--fail-on-error", action="store_true", default=None)
+    parser.add_argument(
+        "--plan", action="store_true",
+        help="list, check what is done and read the to-do videos' headers; start nothing",
+    )  # fmt: skip
+    parser.add_argument(
+        "--plan-fps", type=float, help="frames/s one actor achieves, for --plan's estimate"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", default=None, help="a line per finished video"
+    )
     add_config_arguments(parser)
 
 
@@ -34,17 +44,25 @@ def run(args: argparse.Namespace) -> int:
             "output": args.output,
             "checkpoint": args.checkpoint,
             "fail_on_error": args.fail_on_error,
+            "verbose": args.verbose,
         },
     )
     if args.print_config:
         print_config(config)
         return 0
+    if args.plan:
+        from vda.platform.infer.plan import plan_job, plan_table
+
+        plan = plan_job(config, check_writes=False)
+        print("\n".join(plan_table(config, plan, args.plan_fps)))
+        return 0
     from vda.platform.infer.job import run_infer
+    from vda.platform.infer.lease import LeaseHeld
     from vda.platform.infer.pool import PoolStartError
 
     try:
         result = run_infer(config)
-    except PoolStartError as error:
+    except (PoolStartError, LeaseHeld) as error:
         print(f"vda infer: stopped: {error}", file=sys.stderr)
         return 2
     print(

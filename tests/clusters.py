@@ -39,14 +39,16 @@ def node_ports() -> list[str]:
 
 
 def start_head(
-    env: dict, temp_dir: str, worker_ports: str, num_cpus: int = 2
+    env: dict, temp_dir: str, worker_ports: str, num_cpus: int = 2, python: str | None = None
 ) -> tuple[subprocess.Popen, int, int]:
-    """`ray start --head --block` in a process group of its own; (process, GCS port, dashboard)."""
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    """`ray start --head --block` in a process group of its own; (process, GCS port, dashboard).
+
+    `python`: the interpreter the node (and so every job and worker on it) runs with."""
+    ray_cli = [python or sys.executable, "-m", "ray.scripts.scripts"]
     port, dashboard = free_port(), free_port()
     low, high = worker_ports.split("-")
     head = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
+        [*ray_cli, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
          f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}",
          f"--min-worker-port={low}", f"--max-worker-port={high}", *node_ports()],

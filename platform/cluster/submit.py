@@ -139,7 +139,7 @@ def submit(
         if "--config" in args:
             index = args.index("--config") + 1
             args[index] = json.dumps(yaml.safe_load(Path(args[index]).read_text()) or {})
-        entrypoint = " ".join(["python", "-m", "vda.jobs.cli", job, *map(_quote, args)])
+        entrypoint = entrypoint_for(job, args)
         return call(
             api,
             "submit_job",
@@ -148,6 +148,13 @@ def submit(
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def entrypoint_for(job: str, args: list[str]) -> str:
+    """The job's command on the cluster: the preflight import check first (one line if the
+    cluster's Python lacks the project's packages), then the job."""
+    command = " ".join(["python", "-m", "vda.jobs.cli", job, *map(_quote, args)])
+    return f"python -m vda.jobs.preflight && {command}"
 
 
 def _quote(text: str) -> str:

@@ -26,13 +26,15 @@ class JobProgress:
         every_s: float = 30.0,
         verbose: bool = False,
         unit: str = "videos",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total, self.label, self.every_s = total, label, every_s
         self.verbose = verbose or total <= SMALL
         self.done = self.failed = self.frames = 0
         self.extra: Callable[[], str] = lambda: ""
         self._out = out
-        self._start = self._last = time.monotonic()
+        self._clock = clock
+        self._start = self._last = clock()
         self._bar = None
         if out is print and sys.stdout.isatty():
             from tqdm import tqdm
@@ -63,15 +65,15 @@ class JobProgress:
 
     def tick(self) -> None:
         """Call often: prints the status line when `every_s` has passed since the last one."""
-        if time.monotonic() - self._last >= self.every_s:
+        if self._clock() - self._last >= self.every_s:
             self.status()
 
     def rate(self) -> float:
-        elapsed = time.monotonic() - self._start
+        elapsed = self._clock() - self._start
         return self.frames / elapsed if elapsed > 0 else 0.0
 
     def status(self) -> None:
-        self._last = time.monotonic()
+        self._last = self._clock()
         elapsed = self._last - self._start
         finished = self.done + self.failed
         left = self.total - finished

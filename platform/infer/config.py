@@ -97,6 +97,8 @@ class InferConfig:
     retry_failed: bool = False  # a rerun skips videos that failed before unless this is set
     progress_s: float = 30.0  # seconds between status lines
     verbose: bool = False  # a line per video (always on for jobs of 20 videos or fewer)
+    # the lease on the output prefix that keeps a second job off it; a crashed job's expires
+    lease_s: float = 120.0
     lookup_threads: int = 16  # parallel GETs of rows written since the last manifest merge
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     s3: S3Settings = field(default_factory=S3Settings)

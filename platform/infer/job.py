@@ -28,6 +28,7 @@ from ..core.tracking import ensure_experiment, log_metrics, log_params
 from ..storage import StorageError, join
 from ..storage.objects import delete
 from .config import InferConfig
+from .lease import OutputLease
 from .manifest import ManifestRow, manifest_table, write_manifest
 from .plan import plan_job
 from .quality import flag_outliers
@@ -59,36 +60,41 @@ class InferResult:
 
 
 def run_infer(config: InferConfig, progress=print) -> InferResult:
-    import ray
 
     start = time.perf_counter()
     plan = plan_job(config)  # before Ray: a bad prefix or checkpoint fails at once
-    earlier, todo = plan.earlier, plan.todo
+    earlier = plan.earlier
     progress(f"vda infer: {plan.summary()}")
-    rows: list[ManifestRow] = []
-    if todo:
-        from .scheduler import InferScheduler
-
-        if not ray.is_initialized():  # Ray's INFO lines go to its log files, not the terminal
-            ray.init(log_to_driver=False, logging_level=logging.WARNING)
-        with contextlib.suppress(StorageError):
-            delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
-        scheduled = time.perf_counter()
-        scheduler = InferScheduler(config, plan.checkpoint_sha256, rows.append, progress)
-        scheduler.run(todo)  # PoolStartError: no actor could start; the durable rows stay
-        scheduled = time.perf_counter() - scheduled
-        startup, peak = scheduler.pool.first_ready_s or 0.0, scheduler.pool.peak_ready
-    else:
-        scheduled = startup = 0.0
-        peak = 0
-    by_id = {**earlier, **{r.video_id: r for r in rows}}
-    ordered = sorted(by_id.values(), key=lambda r: r.video_id)
-    outliers = flag_outliers(ordered)
-    manifest = write_manifest(config.output, ordered, config.s3)
+    with OutputLease(config.output, config.lease_s, config.s3):  # LeaseHeld: another job
+        rows, scheduled, startup, peak = _schedule(config, plan, progress)
+        by_id = {**earlier, **{r.video_id: r for r in rows}}
+        ordered = sorted(by_id.values(), key=lambda r: r.video_id)
+        outliers = flag_outliers(ordered)
+        manifest = write_manifest(config.output, ordered, config.s3)
     seconds = time.perf_counter() - start
     result = InferResult(ordered, manifest, seconds, None, outliers, scheduled, startup, peak)
     result.mlflow_run_id = _track(config, result)
     return result
+
+
+def _schedule(config: InferConfig, plan, progress) -> tuple[list[ManifestRow], float, float, int]:
+    """Run the to-do units on the pool: (rows, makespan s, first actor ready s, peak actors)."""
+    import ray
+
+    from .scheduler import InferScheduler
+
+    rows: list[ManifestRow] = []
+    if not plan.todo:
+        return rows, 0.0, 0.0, 0
+    if not ray.is_initialized():  # Ray's INFO lines go to its log files, not the terminal
+        ray.init(log_to_driver=False, logging_level=logging.WARNING)
+    with contextlib.suppress(StorageError):
+        delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
+    started = time.perf_counter()
+    scheduler = InferScheduler(config, plan.checkpoint_sha256, rows.append, progress)
+    scheduler.run(plan.todo)  # PoolStartError: no actor could start; the durable rows stay
+    pool = scheduler.pool
+    return rows, time.perf_counter() - started, pool.first_ready_s or 0.0, pool.peak_ready
 
 
 def _track(config: InferConfig, result: InferResult) -> str:

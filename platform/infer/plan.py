@@ -18,6 +18,7 @@ import hashlib
 import io
 import statistics
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,16 +101,23 @@ def list_videos(config: InferConfig) -> list[dict[str, str]]:
                 counts[folder] = len(files)
         # local listings are absolute paths: ids are taken below the absolute prefix
         prefix = config.input if is_s3(config.input) else resolve(config.input)[1]
-    rows, seen = [], set()
+    units = units_from_uris(uris, prefix)
+    for unit in units:
+        if unit["video"] in counts:
+            unit["frames"] = counts[unit["video"]]
+    return units
+
+
+def units_from_uris(uris: Iterable[str], prefix: str | None) -> list[dict[str, Any]]:
+    """One unit of work per input, named by its normalised id below the prefix."""
+    units, seen = [], set()
     for uri in uris:
         video_id = video_id_for(uri.rstrip("/"), prefix)
         if video_id in seen:
             raise StorageError(f"two inputs map to the same output {video_id!r}; rename one")
         seen.add(video_id)
-        rows.append({"video": uri, "video_id": video_id})
-        if uri in counts:
-            rows[-1]["frames"] = counts[uri]
-    return rows
+        units.append({"video": uri, "video_id": video_id})
+    return units
 
 
 def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[str, dict]:

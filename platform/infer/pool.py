@@ -194,8 +194,6 @@ class ActorPool:
         `work_left`: units queued or running; `queued`: units waiting for an actor.
         """
         now = self.clock()
-        if self.ready() or work_left == 0:
-            self._last_ready_or_work = now
         if queued == 0:  # the tail: nothing waits for an actor
             for member in [m for m in self.members if not m.busy and not m.stitches]:
                 self.release(member)
@@ -247,15 +245,20 @@ class ActorPool:
         )
 
     def _check_stuck(self, now: float, work_left: int) -> None:
+        """Placed actors still loading their model count as starting well: their own deadline
+        (and the start-failure count) covers them."""
         timeout = self.config.start_timeout_s
+        placed = sum(1 for m in self.members if m.placed)
+        if placed or work_left == 0:
+            self._last_ready_or_work = now
         if not self._min_checked and now - self.started_at >= timeout:
             self._min_checked = True
-            if work_left and len(self.ready()) < self._min_needed:
+            if work_left and placed < self._min_needed:
                 raise PoolStartError(
-                    f"only {len(self.ready())} of actors.min_actors={self._min_needed} "
-                    f"actors started within {timeout:g} s; {self._why()}"
+                    f"only {placed} of actors.min_actors={self._min_needed} actors started "
+                    f"within {timeout:g} s; {self._why()}"
                 )
-        if work_left and not self.ready():
+        if work_left and not placed:
             if self._start_failures >= self.config.max_attempts and not self.starting():
                 raise PoolStartError(
                     f"actors failed to start {self._start_failures} times in a row: "

@@ -209,6 +209,8 @@ class VideoDepthWorker:
         commit = OutputCommit(config.output, video_id, config.s3)
         start = time.perf_counter()
         try:
+            if row.attempts > 1 and (done := _committed(config, video_id)) is not None:
+                return {"kind": "row", "row": done.to_dict()}  # died after its commit: not redone
             self._maybe_crash(video_id)
             with _Opened(video, config) as reader:
                 plan = segments.plan_segments(
@@ -257,6 +259,13 @@ class VideoDepthWorker:
         config = self.config
         video, video_id = unit["video"], unit["video_id"]
         try:
+            prefix = segments.segment_prefix(config.output, video_id, unit["plan"], unit["segment"])
+            if unit.get("attempt", 1) > 1:  # died after storing it: not redone
+                record = segments.read_record(
+                    config.output, video_id, unit["plan"], unit["segment"], config.s3
+                )
+                if record is not None:
+                    return {"kind": "segment", "record": record, "model": self.model}
             self._maybe_crash(video_id, unit["segment"])
 
             def reader():
@@ -267,7 +276,7 @@ class VideoDepthWorker:
                 reader,
                 unit["first"],
                 unit["stop"],
-                segments.segment_prefix(config.output, video_id, unit["plan"], unit["segment"]),
+                prefix,
                 config.s3,
                 seek=config.split.seek,
                 frames=lambda frames: self._maybe_die(threaded(frames, config.decode_prefetch)),
@@ -345,6 +354,11 @@ def _open_sequence(folder: str, config: InferConfig) -> ImageSequenceReader:
     )  # fmt: skip
 
 
+def _committed(config: InferConfig, video_id: str) -> ManifestRow | None:
+    row = read_row(config.output, video_id, config.s3)
+    return row if row is not None and row.status == "done" else None
+
+
 def _alignments(alignments) -> list[dict[str, float]]:
     """Per-window fit, as `vda depth` writes it too: a split video's must equal its single run's."""
     return [asdict(a) for a in alignments]
@@ -369,8 +383,7 @@ def stitch(
     returns it: nothing is written twice.
     """
     video, video_id, plan = unit["video"], unit["video_id"], unit["plan"]
-    committed = read_row(config.output, video_id, config.s3)
-    if committed is not None and committed.status == "done":
+    if (committed := _committed(config, video_id)) is not None:
         return {"kind": "row", "row": committed.to_dict()}
     row = base_row(unit, config, model)
     row.segments, row.node = count, node

@@ -188,68 +188,96 @@ def test_poison_video_that_kills_its_actor_every_time_is_recorded_and_the_rest_f
     assert "0 done" in capsys.readouterr().out
 
 
-def test_driver_killed_mid_job_then_rerun_equals_an_uninterrupted_run(
-    archive, ray_cluster, two_node_cluster, tmp_path
+def test_chaos_actor_kills_a_second_job_and_a_killed_driver_then_a_rerun_equal_a_clean_run(
+    archive, ray_cluster, two_node_cluster, tmp_path, capsys
 ):
-    """SIGKILL the `vda infer` process (its actors die with it), rerun, compare."""
+    """On the two-node cluster: actors SIGKILLed at seeded moments, a second job on the same
+    prefix refused by the lease, the driver SIGKILLed, a rerun. Two videos are split over
+    actors (their stitches run inside actors that may be killed too)."""
     import os
+    import random
     import signal
     import subprocess
     import sys
     import time
 
+    from ray.util.state import list_actors
+
     bucket, _ = archive
-    address, _, env = two_node_cluster
+    address, dashboard, env = two_node_cluster
     settings = ["input_size=28", "outputs.chunk_frames=16", "outputs.preview=false",
+                "split.segment_frames=16",  # b/clip3 (33 frames) and clip4 (40): 2 segments each
                 f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
     clean = run_infer(
-        _config(bucket, "depth-clean", tmp_path, outputs={"chunk_frames": 16, "preview": False}),
+        _config(bucket, "depth-clean", tmp_path, outputs={"chunk_frames": 16, "preview": False},
+                split={"segment_frames": 16}),
         progress=lambda _: None,
-    )
-    argv = [sys.executable, "-m", "vda.jobs.cli", "infer", "--input", f"s3://{bucket}/videos",
-            "--output", f"s3://{bucket}/depth-interrupted",
-            "--checkpoint", f"s3://{bucket}/models/tiny.ckpt", *settings]  # fmt: skip
-    rows = f"s3://{bucket}/depth-interrupted/_manifests/rows"
-    driver = subprocess.Popen(
-        [*argv, "fault.frame_delay_s=0.1"], env={**env, "RAY_ADDRESS": address},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 180
+    assert {r.video_id: r.segments for r in clean.rows if r.segments} == {"b/clip3": 2, "clip4": 2}
+    argv = [sys.executable, "-m", "vda.jobs.cli", "infer", "--input", f"s3://{bucket}/videos",
+            "--output", f"s3://{bucket}/depth-chaos",
+            "--checkpoint", f"s3://{bucket}/models/tiny.ckpt", *settings]  # fmt: skip
+    rows = f"s3://{bucket}/depth-chaos/_manifests/rows"
+    driver = subprocess.Popen(
+        [*argv, "fault.frame_delay_s=0.1", "actors.max_attempts=5"],
+        env={**env, "RAY_ADDRESS": address}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    rng = random.Random(24)
+    kills = sorted(rng.uniform(0.0, 6.0) for _ in range(3))  # seconds after the first actor runs
+    killed, first_alive = 0, None
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None:
-        if len([u for u in list_files(rows, (".json",)) if "/broken/" not in u]) >= 2:
+        alive = list_actors(
+            address=dashboard, detail=True,
+            filters=[("class_name", "=", "VideoDepthWorker"), ("state", "=", "ALIVE")],
+        )  # fmt: skip
+        if alive and first_alive is None:
+            first_alive = time.monotonic()
+        if alive and kills and time.monotonic() - first_alive >= kills[0]:
+            os.kill(rng.choice(sorted(a.pid for a in alive)), signal.SIGKILL)
+            kills.pop(0)
+            killed += 1
+        done = [u for u in list_files(rows, (".json",)) if "/broken/" not in u]
+        if not kills and len(done) >= 3:
             break
         time.sleep(0.2)
+    assert killed == 3 and driver.poll() is None, "the job ended before the chaos was done"
+    # a second job on the same output prefix is refused while the first one holds it
+    second = ["infer", *argv[4:]]
+    assert main(second) == 2
+    refused = capsys.readouterr().err
+    assert "is in use by another vda infer" in refused and str(driver.pid) in refused
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     committed = {u for u in list_files(rows, (".json",))}
-    assert 2 <= len([u for u in committed if "/broken/" not in u]) < GOOD  # killed mid-job
+    assert 3 <= len([u for u in committed if "/broken/" not in u]) < GOOD  # killed mid-job
 
-    rerun = subprocess.run(
+    rerun = subprocess.run(  # the dead driver's lease is taken over at once (its pid is gone)
         argv, env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=300
     )
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     manifest = pq.read_table(
-        io.BytesIO(read_bytes(f"s3://{bucket}/depth-interrupted/manifest.parquet"))
+        io.BytesIO(read_bytes(f"s3://{bucket}/depth-chaos/manifest.parquet"))
     ).to_pylist()
     expected = {r.video_id: r for r in clean.rows}
     assert sorted(r["video_id"] for r in manifest) == sorted(expected)
     for row in manifest:
         twin = expected[row["video_id"]]
-        assert (row["status"], row["frames"], sorted(row["files"])) == (
-            twin.status, twin.frames, sorted(twin.files)
+        assert (row["status"], row["frames"], row["segments"], sorted(row["files"])) == (
+            twin.status, twin.frames, twin.segments, sorted(twin.files)
         )  # fmt: skip
         if row["status"] == "done":
             _assert_same_depth(
-                _depth(bucket, f"depth-interrupted/{row['video_id']}")[0],
+                _depth(bucket, f"depth-chaos/{row['video_id']}")[0],
                 _depth(bucket, f"depth-clean/{row['video_id']}")[0],
             )
     # what was committed before the kill was not redone; no staging of dead attempts is left
     redone = {r["video_id"] for r in manifest if r["processed"]}
     assert not redone & {u.rsplit("/rows/", 1)[1].removesuffix(".json") for u in committed}
-    assert not list_files(f"s3://{bucket}/depth-interrupted/_tmp")
-    outputs = {
-        u.split("/depth-interrupted/", 1)[1] for u in list_files(f"s3://{bucket}/depth-interrupted")
-    }
+    assert not list_files(f"s3://{bucket}/depth-chaos/_tmp")
+    assert not list_files(f"s3://{bucket}/depth-chaos/_segments")
+    assert not list_files(f"s3://{bucket}/depth-chaos/_manifests", ("_LEASE.json",))
+    outputs = {u.split("/depth-chaos/", 1)[1] for u in list_files(f"s3://{bucket}/depth-chaos")}
     clean_outputs = {
         u.split("/depth-clean/", 1)[1] for u in list_files(f"s3://{bucket}/depth-clean")
     }

@@ -1,0 +1,152 @@
+"""The bulk job's cost around the model: per short video (`--many N`) and per planned video.
+
+`vda bench infer --many N` runs N short clips through `vda infer` (local
+folders, one actor) and the bare engine over the same decoded frames, in
+one run on one machine, and prints the job's seconds per video, the bare
+model's, and the difference: the job's overhead per video (decode, outputs,
+commit, bookkeeping, Ray round trips), startup excluded. The target is
+<= 50 ms per video, so that short-clip archives are bound by the model. It
+also counts the lines the job printed (a large job prints status lines, not
+a line per video).
+
+`vda bench plan --videos N`: the driver's planning work for N synthetic
+listed videos of which half are done (the id mapping, the done check against
+a merged manifest, the to-do list): seconds and peak RSS, and so the memory
+per pending video.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from .machine import describe_machine
+
+
+def run_many_bench(videos: int, frames: int, side: int, size: str, input_size: int) -> dict:
+    import ray
+    import torch
+
+    from vda.model import ModelConfig, VideoDepthAnything, export_official, load_checkpoint
+    from vda.model.inference import InferenceConfig, StreamingDepthEngine
+
+    from ..core.config import build
+    from ..data.synthetic import SyntheticConfig, SyntheticScene
+    from ..infer.config import InferConfig
+    from ..infer.job import run_infer
+    from ..video import open_video
+    from ..video.writers import write_video
+
+    print(f"machine: {describe_machine()}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        torch.manual_seed(0)
+        checkpoint = root / f"video_depth_anything_{size}.pth"
+        export_official(VideoDepthAnything(ModelConfig(size=size)), checkpoint)
+        (root / "videos").mkdir()
+        scenes = 8  # a few distinct clips, copied: encoding N synthetic scenes is not the point
+        for index in range(scenes):
+            scene = SyntheticScene(SyntheticConfig(frames=frames, height=side, width=side), index)
+            write_video(root / f"s{index}.mp4", (f.rgb for f in scene.frames()), fps=24)
+        decoded = []
+        for index in range(videos):
+            source = root / f"s{index % scenes}.mp4"
+            (root / "videos" / f"clip{index:05d}.mp4").write_bytes(source.read_bytes())
+            if index < scenes:
+                with open_video(source) as reader:
+                    decoded.append(list(reader.frames()))
+        threads = torch.get_num_threads()
+        engine = StreamingDepthEngine(
+            load_checkpoint(io.BytesIO(checkpoint.read_bytes())),
+            InferenceConfig(input_size=input_size),
+        )
+        list(engine.run(iter(decoded[0])))  # warm-up
+        start = time.perf_counter()
+        for index in range(videos):
+            for _ in engine.run(iter(decoded[index % scenes])):
+                pass
+        bare_s = time.perf_counter() - start
+        del engine
+
+        ray.init(
+            num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+            logging_level=logging.WARNING,
+        )  # fmt: skip
+        lines: list[str] = []
+        config = build(
+            InferConfig,
+            {
+                "input": str(root / "videos"), "output": str(root / "depth"),
+                "checkpoint": str(checkpoint), "input_size": input_size,
+                "actors": {"num_actors": 1, "cpus_per_actor": 1, "torch_threads": threads},
+                "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db", "experiment": "bench"},
+            },
+        )  # fmt: skip
+        result = run_infer(config, progress=lines.append)
+        ray.shutdown()
+    job_s = result.scheduled_seconds - result.startup_seconds
+    report = {
+        "machine": describe_machine(),
+        "videos": videos,
+        "done": result.count("done"),
+        "job_s_per_video": job_s / videos,
+        "bare_s_per_video": bare_s / videos,
+        "overhead_ms_per_video": (job_s - bare_s) / videos * 1000,
+        "startup_s": result.startup_seconds,
+        "lines_printed": len(lines),
+    }
+    print(
+        f"bulk job over {videos} clips of {frames} frames ({side}x{side}, {size} at input "
+        f"{input_size}, one actor, local folders): {report['job_s_per_video'] * 1000:.1f} ms "
+        f"per video after startup vs bare model {report['bare_s_per_video'] * 1000:.1f} ms: "
+        f"overhead {report['overhead_ms_per_video']:.1f} ms per video (target <= 50); "
+        f"startup {result.startup_seconds:.1f} s; {len(lines)} lines printed",
+        flush=True,
+    )
+    return report
+
+
+def run_plan_bench(videos: int) -> dict:
+    """Planning N listed videos, half done, from synthetic keys: time and peak RSS."""
+    from ..infer.manifest import ManifestRow
+    from ..infer.plan import units_from_uris
+
+    print(f"machine: {describe_machine()}", flush=True)
+    before = _peak_rss_mb()
+    start = time.perf_counter()
+    prefix = "s3://archive/videos"
+    uris = (f"{prefix}/shelf{i % 1000:03d}/clip{i:07d}.mp4" for i in range(videos))
+    units = units_from_uris(uris, prefix)
+    listed = time.perf_counter() - start
+    done = {
+        u["video_id"]: ManifestRow(u["video"], u["video_id"], status="done", frames=100)
+        for u in units[::2]
+    }
+    todo = [u for u in units if u["video_id"] not in done]
+    seconds = time.perf_counter() - start
+    peak = _peak_rss_mb()
+    report = {
+        "machine": describe_machine(),
+        "videos": videos,
+        "todo": len(todo),
+        "seconds": seconds,
+        "listing_s": listed,
+        "peak_rss_mb": peak,
+        "driver_mb_per_1000_videos": (peak - before) / videos * 1000,
+    }
+    print(
+        f"plan of {videos} listed videos ({len(done)} done, {len(todo)} to do): {seconds:.1f} s "
+        f"({listed:.1f} s for the id mapping); peak RSS {peak:.0f} MB, "
+        f"{report['driver_mb_per_1000_videos']:.2f} MB per 1,000 videos (pending and done rows)",
+        flush=True,
+    )
+    return report
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
