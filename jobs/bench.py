@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--many", type=int, metavar="N",
         help="N short clips (--frames each) through the job: overhead per video vs the bare model",
     )  # fmt: skip
+    infer.add_argument(
+        "--stages", action="store_true",
+        help="core-ms per frame of each stage around the model (at --width x --height)",
+    )  # fmt: skip
+    infer.add_argument("--width", type=int, default=960, help="with --stages")
+    infer.add_argument("--height", type=int, default=540, help="with --stages")
     infer.add_argument("--json", type=Path, help="also write the report here")
     plan = sub.add_parser("plan", help="planning N listed videos: driver seconds and memory")
     plan.add_argument("--videos", type=int, default=1_000_000)
@@ -102,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         from vda.platform.bench.infer_overhead import run_many_bench
 
         report = run_many_bench(args.many, args.frames, args.side, args.size, args.input_size)
+    elif args.bench == "infer" and args.stages:
+        from vda.platform.bench.infer_stages import run_stage_bench
+
+        report = run_stage_bench(args.frames, args.width, args.height, 518)
     elif args.bench == "plan":
         from vda.platform.bench.infer_overhead import run_plan_bench
 

@@ -56,11 +56,18 @@ def preprocess_frames(
     if apply_aspect_guard:
         input_size = effective_input_size(height, width, input_size)
     out_h, out_w = network_size(height, width, input_size)
-    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGENET_STD, dtype=np.float32)
-    batch = np.empty((frames.shape[0], out_h, out_w, 3), dtype=np.float32)
+    # the official arithmetic step by step (float32 /255, cubic resize, -mean, /std: outputs
+    # bit-identical to it), in OpenCV's vectorised per-channel ops and written channel-first
+    # straight into the batch: numpy's broadcast over a last axis of 3 and a separate
+    # permute cost 4x more CPU per frame (`vda bench infer --stages`)
+    mean = (*map(float, np.asarray(IMAGENET_MEAN, dtype=np.float32)), 0.0)
+    std = (*map(float, np.asarray(IMAGENET_STD, dtype=np.float32)), 1.0)
+    batch = np.empty((frames.shape[0], 3, out_h, out_w), dtype=np.float32)
     for i, frame in enumerate(frames):
-        image = frame.astype(np.float32) / 255.0
+        image = frame.astype(np.float32)
+        np.divide(image, np.float32(255.0), out=image)
         image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
-        batch[i] = (image - mean) / std
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        cv2.subtract(image, mean, dst=image)
+        cv2.divide(image, std, dst=image)
+        batch[i] = image.transpose(2, 0, 1)
+    return torch.from_numpy(batch)

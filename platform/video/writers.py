@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,9 +40,15 @@ METRIC_PNG_SCALE = 0.001  # metres per unit: millimetres, as ScanNet stores dept
 class OutputOptions:
     depth_npz: bool = True
     depth_dtype: Literal["float16", "float32"] = "float16"  # float32: exact, twice the bytes
+    # zlib level of the .npz files (numpy's own is 6): 1 costs about half the CPU for files
+    # about 6 % larger (`vda bench infer --stages`); 0 stores them uncompressed
+    depth_compression: int = 1
     chunk_frames: int = 256
     png16: bool = False
     preview: bool = True  # inferno colour map, H.264 mp4
+    # x264 preset of previews: ultrafast costs about a fifth of the CPU of veryfast per frame
+    # for larger files; a preview is for looking at, and the CPU is the GPU node's bottleneck
+    preview_preset: str = "ultrafast"
     grayscale: bool = False
     side_by_side: bool = False  # RGB | depth
     warmup: int = 32  # frames that fix the preview range
@@ -61,10 +68,22 @@ class OutputOptions:
         return Intrinsics(fx, self.focal_length_y or fx, self.principal_x, self.principal_y)
 
 
+def write_npz(path: Path, level: int, **arrays: np.ndarray) -> None:
+    """An .npz (what np.load reads) at a zlib level of our choosing: np.savez_compressed
+    has no level, and its 6 is the largest CPU cost around the model on a GPU node."""
+    method = zipfile.ZIP_DEFLATED if level > 0 else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method, compresslevel=level or None) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.ascontiguousarray(array))
+
+
 class _Mp4Sink:
     """An H.264 (libx264) mp4 written frame by frame; odd sizes are padded to even."""
 
-    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+    def __init__(
+        self, path: Path, width: int, height: int, fps: float, preset: str = "veryfast"
+    ) -> None:
         self.path = path
         self._container = av.open(str(path), "w")
         rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
@@ -72,14 +91,15 @@ class _Mp4Sink:
         self._stream.width = width + width % 2
         self._stream.height = height + height % 2
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": "20", "preset": "veryfast"}
+        self._stream.options = {"crf": "20", "preset": preset}
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, layout: str = "rgb24") -> None:
+        """One frame, RGB (or `layout="bgr24"`: OpenCV's order, with no reordering copy)."""
         pad_h = self._stream.height - rgb.shape[0]
         pad_w = self._stream.width - rgb.shape[1]
         if pad_h or pad_w:
             rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=layout)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
@@ -225,8 +245,9 @@ class DepthOutputs:
         single = final and self._chunks_written == 0
         name = "depth.npz" if single else f"depth_{self._chunks_written:05d}.npz"
         path = self.folder / name
-        np.savez_compressed(
+        write_npz(
             path,
+            self.options.depth_compression,
             depth=np.stack(self._chunk),
             frame_index=np.asarray(self._chunk_index, dtype=np.int64),
         )
@@ -256,7 +277,9 @@ class DepthOutputs:
 
     def _render(self, index: int, depth: np.ndarray, rgb: np.ndarray | None) -> None:
         low, high = self._range
-        frame_high = float(np.percentile(depth, 99))
+        # a strided sample: the range only ever widens, and a full-frame percentile (a
+        # partition of every pixel) was the largest CPU cost of a preview frame
+        frame_high = float(np.percentile(depth[::4, ::4], 99))
         if frame_high > high:  # widen only, so the preview never flickers back
             high = frame_high
             self._range = (low, high)
@@ -264,10 +287,11 @@ class DepthOutputs:
         gray = (unit * 255).astype(np.uint8)
         o = self.options
         if o.preview or o.side_by_side:
-            colour = cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)[..., ::-1]
-            if o.preview:
-                self._sink("preview.mp4").write(colour)
+            colour_bgr = cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)
+            if o.preview:  # the encoder converts from BGR itself: no reordered copy
+                self._sink("preview.mp4").write(colour_bgr, layout="bgr24")
             if o.side_by_side:
+                colour = colour_bgr[..., ::-1]
                 left = rgb if rgb is not None else np.zeros_like(colour)
                 self._sink("side_by_side.mp4", width=2 * depth.shape[1]).write(
                     np.concatenate([left, colour], axis=1)
@@ -286,8 +310,9 @@ class DepthOutputs:
     def _sink(self, name: str, width: int | None = None) -> _Mp4Sink:
         if name not in self._sinks:
             self._sinks[name] = _Mp4Sink(
-                self.folder / name, width or self.info.width, self.info.height, self.info.fps
-            )
+                self.folder / name, width or self.info.width, self.info.height, self.info.fps,
+                preset=self.options.preview_preset,
+            )  # fmt: skip
         return self._sinks[name]
 
 

@@ -49,8 +49,8 @@ def test_every_submitted_job_runs_the_preflight_first():
     )
 
 
-@pytest.mark.long
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_job_submitted_to_a_head_started_without_pyav_fails_with_that_line(
     python_without_av, tmp_path, capsys
 ):
