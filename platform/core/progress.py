@@ -35,6 +35,7 @@ class JobProgress:
         self._out = out
         self._clock = clock
         self._start = self._last = clock()
+        self._last_count = -1
         self._bar = None
         if out is print and sys.stdout.isatty():
             from tqdm import tqdm
@@ -72,8 +73,14 @@ class JobProgress:
         elapsed = self._clock() - self._start
         return self.frames / elapsed if elapsed > 0 else 0.0
 
+    def final(self) -> None:
+        """The closing status line, unless the last one printed already said it all."""
+        if self._last_count != self.done + self.failed:
+            self.status()
+
     def status(self) -> None:
         self._last = self._clock()
+        self._last_count = self.done + self.failed
         elapsed = self._last - self._start
         finished = self.done + self.failed
         left = self.total - finished

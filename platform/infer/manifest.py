@@ -39,7 +39,7 @@ from ..storage import (
 ROWS = "_manifests/rows"
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a million-video plan holds one per done video
 class ManifestRow:
     """One video: what was done, what it produced, and the signals to review it by."""
 

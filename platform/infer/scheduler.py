@@ -111,7 +111,7 @@ class InferScheduler:
                         if member.ready and not self.model:
                             self.model = dict(member.info)
                 progress.tick()
-            progress.status()
+            progress.final()
         finally:
             progress.close()
             pool.shutdown()
