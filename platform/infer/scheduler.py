@@ -32,8 +32,9 @@ from ..core.progress import JobProgress
 from .config import InferConfig
 from .manifest import ManifestRow
 from .pool import ActorPool, Member, first_line
+from .records import base_row
 from .segments import read_records
-from .worker import VideoDepthWorker, base_row
+from .worker import VideoDepthWorker
 
 
 @dataclass

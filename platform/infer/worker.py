@@ -1,11 +1,13 @@
-"""The actor that turns units of work into committed outputs, and the stitch of split videos.
+"""The pool's actor: one model, units of work in, committed outputs out.
 
-Each actor loads the model once. A unit is a whole video or one segment of a
+Each actor loads the model once (`load`, which the pool waits on with a
+deadline); split videos' stitches run in threads of it (`stitch.py`). A unit is a whole video or one segment of a
 long one (`segments.py`). Per video: frames stream from object storage (a
 seekable ranged-GET stream; PyAV reads it directly, nothing is downloaded
 whole) through a decode thread into the streaming engine; the writers
 (compression, H.264, uploads) run on a thread of their own beside the model
-(`video.process.BackgroundWriter`), so the model never waits for output work;
+(`video.process.BackgroundWriter`), so the model never waits for output work
+(`sources.py` opens and decodes, `records.py` writes the row);
 `commit.OutputCommit` stages and commits the files. Only the durable manifest
 row written last means done, so a crash at any point leaves nothing that
 looks finished, and a rerun redoes the video from the start with identical
@@ -22,114 +24,26 @@ from __future__ import annotations
 import io
 import math
 import os
-import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import ray
 
-from vda.model.inference import WindowAligner, WindowConfig
+from vda.model.inference import WindowConfig
 
 from ..core.config import build
-from ..storage import exists, join, list_files, open_input, read_bytes, write_bytes
-from ..video import DepthOutputs, VideoDecodeError, open_video
-from ..video.process import VideoResult, depth_for_video, write_depths
-from ..video.sequence import (
-    IMAGE_SUFFIXES,
-    SIDECAR,
-    ImageSequenceReader,
-    decode_image,
-    group_sequences,
-    sidecar_fps,
-)
+from ..storage import exists, join, open_input, write_bytes
+from ..video import DepthOutputs, VideoDecodeError
+from ..video.process import depth_for_video
 from . import segments
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
-from .manifest import ManifestRow, read_row
-from .quality import signals
-
-
-def threaded(frames: Iterator[Any], prefetch: int) -> Iterator[Any]:
-    """Decode on a background thread, `prefetch` frames ahead of the model."""
-    buffer: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for frame in frames:
-                while not stop.is_set():
-                    try:
-                        buffer.put(frame, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(done)
-        except BaseException as error:  # handed to the consumer
-            buffer.put(error)
-
-    thread = threading.Thread(target=produce, daemon=True, name="decode")
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
-def video_metadata(config: InferConfig, model: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """What ran, for metadata.json: the model, its checkpoint and the settings in force."""
-    return {
-        "model_size": model["size"],
-        "metric": model["metric"],
-        "checkpoint": config.checkpoint,
-        "checkpoint_sha256": model["sha256"],
-        "input_size": config.input_size,
-        "precision": model["precision"],  # what was computed in, not what was asked for
-        "device": model["device"],
-        "decode": {
-            "max_res": config.decode.max_res,
-            "target_fps": config.decode.target_fps,
-            "max_len": config.decode.max_len,
-        },
-        **extra,
-    }
-
-
-def base_row(unit: dict[str, Any], config: InferConfig, model: dict[str, Any]) -> ManifestRow:
-    return ManifestRow(
-        video=unit["video"],
-        video_id=unit["video_id"],
-        output=join(config.output, unit["video_id"]),
-        model_size=model["size"],
-        checkpoint_sha256=model["sha256"],
-        precision=model["precision"],
-    )
-
-
-def finish_row(row: ManifestRow, produced: VideoResult, info, alignments, seconds: float) -> None:
-    row.status = "done"
-    row.frames = produced.frames
-    row.fps, row.width, row.height = info.fps, info.width, info.height
-    row.seconds = seconds
-    row.frames_per_second = produced.frames / seconds if seconds > 0 else 0.0
-    row.scene_cuts = list(produced.scene_cuts)
-    if produced.shot_alignments is not None:  # every shot's windows, not the last shot's
-        alignments = produced.shot_alignments
-    for key, value in signals(alignments, produced.counts).items():
-        setattr(row, key, value)
+from .records import alignments_of, base_row, committed_row, finish_row, video_metadata
+from .sources import OpenedVideo, threaded
+from .stitch import stitch
 
 
 class VideoDepthWorker:
@@ -209,10 +123,10 @@ class VideoDepthWorker:
         commit = OutputCommit(config.output, video_id, config.s3)
         start = time.perf_counter()
         try:
-            if row.attempts > 1 and (done := _committed(config, video_id)) is not None:
+            if row.attempts > 1 and (done := committed_row(config, video_id)) is not None:
                 return {"kind": "row", "row": done.to_dict()}  # died after its commit: not redone
             self._maybe_crash(video_id)
-            with _Opened(video, config) as reader:
+            with OpenedVideo(video, config) as reader:
                 plan = segments.plan_segments(
                     reader.frame_count_estimate, WindowConfig(), config.split.segment_frames
                 )
@@ -233,7 +147,7 @@ class VideoDepthWorker:
                     self._maybe_die(threaded(reader.frames(), config.decode_prefetch)),
                     outputs,
                     metadata=lambda: video_metadata(
-                        config, self.model, alignments=_alignments(self.engine.alignments)
+                        config, self.model, alignments=alignments_of(self.engine.alignments)
                     ),
                     background=config.writer.background,
                     queue_frames=config.writer.queue_frames,
@@ -269,7 +183,7 @@ class VideoDepthWorker:
             self._maybe_crash(video_id, unit["segment"])
 
             def reader():
-                return _Opened(video, config)
+                return OpenedVideo(video, config)
 
             record = segments.run_segment(
                 self.engine,
@@ -311,146 +225,3 @@ class VideoDepthWorker:
                 print(f"fault injection: actor exits after {count} frames", flush=True)
                 os._exit(1)
             yield frame
-
-
-class _Opened:
-    """A video opened from storage: a file streamed by ranged reads, or, for a URI ending
-    in "/", an image sequence read image by image (the folder's direct children)."""
-
-    def __init__(self, video: str, config: InferConfig) -> None:
-        self._stream = None
-        if video.endswith("/"):
-            self._reader = _open_sequence(video, config)
-            return
-        self._stream = open_input(video, config.s3)
-        try:
-            self._reader = open_video(self._stream, config.decode, name=video)
-        except BaseException:
-            self._stream.close()
-            raise
-
-    def __enter__(self):
-        return self._reader
-
-    def __exit__(self, *exc: object) -> None:
-        self._reader.close()
-        if self._stream is not None:
-            self._stream.close()
-
-
-def _open_sequence(folder: str, config: InferConfig) -> ImageSequenceReader:
-    files = [
-        uri
-        for uri in list_files(folder, IMAGE_SUFFIXES, config.s3)
-        if uri.rsplit("/", 1)[0] + "/" == folder
-    ]
-    files = group_sequences(files).get(folder, [])
-    sidecar = join(folder, SIDECAR)
-    data = read_bytes(sidecar, config.s3) if exists(sidecar, config.s3) else None
-    fps = config.sequence_fps or sidecar_fps(data, sidecar)
-    return ImageSequenceReader(
-        files, config.decode, name=folder, fps=fps,
-        load=lambda uri: decode_image(read_bytes(uri, config.s3), uri),
-    )  # fmt: skip
-
-
-def _committed(config: InferConfig, video_id: str) -> ManifestRow | None:
-    row = read_row(config.output, video_id, config.s3)
-    return row if row is not None and row.status == "done" else None
-
-
-def _alignments(alignments) -> list[dict[str, float]]:
-    """Per-window fit, as `vda depth` writes it too: a split video's must equal its single run's."""
-    return [asdict(a) for a in alignments]
-
-
-def stitch(
-    config: InferConfig,
-    unit: dict[str, Any],
-    count: int,
-    model: dict,
-    node: str = "",
-    cancelled: Callable[[], bool] = lambda: False,
-    poll_s: float = 0.5,
-) -> dict[str, Any]:
-    """The ordered pass over a split video: align, blend, write and commit, as segments land.
-
-    It runs in a thread of a pool actor beside the segments (the model is not
-    needed: only the windows the segments store, the video's header, and its
-    frames for side-by-side), waiting for each segment's record in turn; it
-    gives up when `cancelled()` (a segment failed for good). A retry after its
-    actor died finds the video's committed row, if it got that far, and
-    returns it: nothing is written twice.
-    """
-    video, video_id, plan = unit["video"], unit["video_id"], unit["plan"]
-    if (committed := _committed(config, video_id)) is not None:
-        return {"kind": "row", "row": committed.to_dict()}
-    row = base_row(unit, config, model)
-    row.segments, row.node = count, node
-    commit = OutputCommit(config.output, video_id, config.s3)
-    start = time.perf_counter()
-    records: list[dict[str, Any]] = []
-
-    def in_order() -> Iterator[dict[str, Any]]:
-        for segment in range(count):
-            while (
-                record := segments.read_record(config.output, video_id, plan, segment, config.s3)
-            ) is None:
-                if cancelled():
-                    raise StitchCancelled(f"segment {segment} failed")
-                time.sleep(poll_s)
-            records.append(record)
-            yield record
-
-    try:
-        aligner = WindowAligner(WindowConfig(), metric=model["metric"])
-        load = segments.window_loader(config.output, video_id, plan, config.s3)
-        with _Opened(video, config) as reader:
-            outputs = DepthOutputs(
-                commit.local, reader.info, config.outputs, metric=model["metric"],
-                on_file_done=commit.upload,
-            )  # fmt: skip
-            keep_rgb = config.outputs.side_by_side or config.outputs.ply  # PLY colours
-            rgb = _frame_lookup(reader) if keep_rgb else None
-            produced = write_depths(
-                segments.stitched_frames(in_order(), load, aligner),
-                outputs,
-                metadata=lambda: video_metadata(
-                    config, model, alignments=_alignments(aligner.alignments), segments=count
-                ),
-                rgb=rgb,
-                background=config.writer.background,
-                queue_frames=config.writer.queue_frames,
-            )
-            info = reader.info
-        # the row's seconds: the segments' compute plus the stitch's tail after the last one
-        compute = sum(r.get("seconds", 0.0) for r in records)
-        finish_row(row, produced, info, aligner.alignments, compute)
-        row.attempts = max(r.get("attempt", 1) for r in records)
-        commit.commit(row)
-        segments.drop_segments(config.output, video_id, config.s3)
-    except StitchCancelled:
-        return {"kind": "cancelled"}
-    except Exception as error:
-        row.status, row.error = "failed", f"stitch: {type(error).__name__}: {error}"
-        row.seconds = time.perf_counter() - start
-        record_failure(config.output, row, config.s3)
-    finally:
-        commit.cleanup()
-    return {"kind": "row", "row": row.to_dict()}
-
-
-class StitchCancelled(Exception):
-    """The scheduler cancelled a stitch: one of its segments failed for good."""
-
-
-def _frame_lookup(reader):
-    frames = enumerate(reader.frames())
-
-    def rgb(index: int) -> np.ndarray | None:
-        for position, frame in frames:
-            if position == index:
-                return frame
-        return None
-
-    return rgb

@@ -1,0 +1,97 @@
+"""Videos opened from storage for the actors: files by ranged reads, image-sequence folders
+image by image, and frames decoded on a thread of their own ahead of the model."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..storage import exists, join, list_files, open_input, read_bytes
+from ..video import open_video
+from ..video.sequence import (
+    IMAGE_SUFFIXES,
+    SIDECAR,
+    ImageSequenceReader,
+    decode_image,
+    group_sequences,
+    sidecar_fps,
+)
+from .config import InferConfig
+
+
+def threaded(frames: Iterator[Any], prefetch: int) -> Iterator[Any]:
+    """Decode on a background thread, `prefetch` frames ahead of the model."""
+    buffer: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        buffer.put(frame, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(done)
+        except BaseException as error:  # handed to the consumer
+            buffer.put(error)
+
+    thread = threading.Thread(target=produce, daemon=True, name="decode")
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class OpenedVideo:
+    """A video opened from storage: a file streamed by ranged reads, or, for a URI ending
+    in "/", an image sequence read image by image (the folder's direct children)."""
+
+    def __init__(self, video: str, config: InferConfig) -> None:
+        self._stream = None
+        if video.endswith("/"):
+            self._reader = _open_sequence(video, config)
+            return
+        self._stream = open_input(video, config.s3)
+        try:
+            self._reader = open_video(self._stream, config.decode, name=video)
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def __enter__(self):
+        return self._reader
+
+    def __exit__(self, *exc: object) -> None:
+        self._reader.close()
+        if self._stream is not None:
+            self._stream.close()
+
+
+def _open_sequence(folder: str, config: InferConfig) -> ImageSequenceReader:
+    files = [
+        uri
+        for uri in list_files(folder, IMAGE_SUFFIXES, config.s3)
+        if uri.rsplit("/", 1)[0] + "/" == folder
+    ]
+    files = group_sequences(files).get(folder, [])
+    sidecar = join(folder, SIDECAR)
+    data = read_bytes(sidecar, config.s3) if exists(sidecar, config.s3) else None
+    fps = config.sequence_fps or sidecar_fps(data, sidecar)
+    return ImageSequenceReader(
+        files, config.decode, name=folder, fps=fps,
+        load=lambda uri: decode_image(read_bytes(uri, config.s3), uri),
+    )  # fmt: skip

@@ -1,0 +1,111 @@
+"""The ordered pass over a split video, run in a thread of a pool actor (see segments.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from vda.model.inference import WindowAligner, WindowConfig
+
+from ..video import DepthOutputs
+from ..video.process import write_depths
+from . import segments
+from .commit import OutputCommit, record_failure
+from .config import InferConfig
+from .records import alignments_of, base_row, committed_row, finish_row, video_metadata
+from .sources import OpenedVideo
+
+
+def stitch(
+    config: InferConfig,
+    unit: dict[str, Any],
+    count: int,
+    model: dict,
+    node: str = "",
+    cancelled: Callable[[], bool] = lambda: False,
+    poll_s: float = 0.5,
+) -> dict[str, Any]:
+    """The ordered pass over a split video: align, blend, write and commit, as segments land.
+
+    It runs in a thread of a pool actor beside the segments (the model is not
+    needed: only the windows the segments store, the video's header, and its
+    frames for side-by-side), waiting for each segment's record in turn; it
+    gives up when `cancelled()` (a segment failed for good). A retry after its
+    actor died finds the video's committed row, if it got that far, and
+    returns it: nothing is written twice.
+    """
+    video, video_id, plan = unit["video"], unit["video_id"], unit["plan"]
+    if (committed := committed_row(config, video_id)) is not None:
+        return {"kind": "row", "row": committed.to_dict()}
+    row = base_row(unit, config, model)
+    row.segments, row.node = count, node
+    commit = OutputCommit(config.output, video_id, config.s3)
+    start = time.perf_counter()
+    records: list[dict[str, Any]] = []
+
+    def in_order() -> Iterator[dict[str, Any]]:
+        for segment in range(count):
+            while (
+                record := segments.read_record(config.output, video_id, plan, segment, config.s3)
+            ) is None:
+                if cancelled():
+                    raise StitchCancelled(f"segment {segment} failed")
+                time.sleep(poll_s)
+            records.append(record)
+            yield record
+
+    try:
+        aligner = WindowAligner(WindowConfig(), metric=model["metric"])
+        load = segments.window_loader(config.output, video_id, plan, config.s3)
+        with OpenedVideo(video, config) as reader:
+            outputs = DepthOutputs(
+                commit.local, reader.info, config.outputs, metric=model["metric"],
+                on_file_done=commit.upload,
+            )  # fmt: skip
+            keep_rgb = config.outputs.side_by_side or config.outputs.ply  # PLY colours
+            rgb = _frame_lookup(reader) if keep_rgb else None
+            produced = write_depths(
+                segments.stitched_frames(in_order(), load, aligner),
+                outputs,
+                metadata=lambda: video_metadata(
+                    config, model, alignments=alignments_of(aligner.alignments), segments=count
+                ),
+                rgb=rgb,
+                background=config.writer.background,
+                queue_frames=config.writer.queue_frames,
+            )
+            info = reader.info
+        # the row's seconds: the segments' compute plus the stitch's tail after the last one
+        compute = sum(r.get("seconds", 0.0) for r in records)
+        finish_row(row, produced, info, aligner.alignments, compute)
+        row.attempts = max(r.get("attempt", 1) for r in records)
+        commit.commit(row)
+        segments.drop_segments(config.output, video_id, config.s3)
+    except StitchCancelled:
+        return {"kind": "cancelled"}
+    except Exception as error:
+        row.status, row.error = "failed", f"stitch: {type(error).__name__}: {error}"
+        row.seconds = time.perf_counter() - start
+        record_failure(config.output, row, config.s3)
+    finally:
+        commit.cleanup()
+    return {"kind": "row", "row": row.to_dict()}
+
+
+class StitchCancelled(Exception):
+    """The scheduler cancelled a stitch: one of its segments failed for good."""
+
+
+def _frame_lookup(reader):
+    frames = enumerate(reader.frames())
+
+    def rgb(index: int) -> np.ndarray | None:
+        for position, frame in frames:
+            if position == index:
+                return frame
+        return None
+
+    return rgb
