@@ -38,3 +38,10 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The GPU claims in one command on a CUDA machine (docs/gpu-check.md), within 8 minutes.
+# It installs nothing and runs from the checkout with .venv built: where .venv is missing,
+# `make venv gpu-check` builds it first. Options: GPU_CHECK_ARGS="--steps engine --json r.json".
+.PHONY: gpu-check
+gpu-check:
+	$(BIN)/python scripts/gpu_check.py $(GPU_CHECK_ARGS)

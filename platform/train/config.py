@@ -62,6 +62,9 @@ class TrainConfig:
     steps_per_epoch: int = 20  # upper bound; an epoch also ends when any worker runs dry
     num_workers: int = 2
     use_gpu: bool = False
+    # GPUs per worker with use_gpu: a fraction puts several workers on one GPU (NCCL may
+    # refuse two ranks on one device; `make gpu-check` tries it)
+    gpus_per_worker: float = 1.0
     cpus_per_worker: float = 1.0  # below 1 on small machines: Ray Data tasks need CPU too
     placement_strategy: Literal["PACK", "SPREAD"] = "PACK"  # SPREAD: one worker per node
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU

@@ -136,7 +136,8 @@ def train(
         scaling_config=ScalingConfig(
             num_workers=config.num_workers,
             use_gpu=config.use_gpu,
-            resources_per_worker={"CPU": config.cpus_per_worker},
+            resources_per_worker={"CPU": config.cpus_per_worker}
+            | ({"GPU": config.gpus_per_worker} if config.use_gpu else {}),
             placement_strategy=config.placement_strategy,
         ),
         run_config=RunConfig(
