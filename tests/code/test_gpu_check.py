@@ -186,7 +186,7 @@ def test_training_step_on_cpu_through_the_script(tmp_path):
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.long  # minutes on 2 cores: two Ray Train runs
-def test_training_through_the_trainer_built_for_one_gpu_runs_on_cpu(tmp_path):
+def test_training_with_a_gpu_fraction_per_worker_runs_the_same_code_on_cpu(tmp_path):
     """The path two workers sharing one GPU take (`gpus_per_worker`), with CPU workers here."""
     code = (
         "import dataclasses, json, sys; sys.path.insert(0, 'scripts'); import gpu_check; "

@@ -41,3 +41,24 @@ def test_preprocess_normalises_with_imagenet_statistics():
 def test_preprocess_rejects_non_rgb():
     with pytest.raises(ValueError, match="RGB"):
         preprocess_frames(np.zeros((2, 30, 40), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(("height", "width"), [(197, 333), (540, 960), (42, 28)])
+def test_preprocess_is_bit_identical_to_the_official_arithmetic(height, width):
+    """The official steps written plainly (float32 /255, cubic resize, -mean, /std, channels
+    first): the vectorised version must not change a single bit."""
+    import cv2
+
+    frames = np.random.default_rng(height).integers(0, 256, (3, height, width, 3), np.uint8)
+    out = preprocess_frames(frames, input_size=518)
+    out_h, out_w = out.shape[2:]
+    mean = np.asarray((0.485, 0.456, 0.406), dtype=np.float32)
+    std = np.asarray((0.229, 0.224, 0.225), dtype=np.float32)
+    expected = np.stack(
+        [
+            (cv2.resize(f.astype(np.float32) / 255.0, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
+             - mean) / std
+            for f in frames
+        ]
+    ).transpose(0, 3, 1, 2)  # fmt: skip
+    assert out.is_contiguous() and np.array_equal(out.numpy(), expected)
