@@ -23,7 +23,9 @@ class PseudoLabelConfig:
     images_per_shard: int = 256  # one Parquet file and one unit of work (and of resume)
     frame_format: Literal["png", "jpeg"] = "png"  # png: the pixels the teacher saw, exactly
     dataset: str = "pseudo"
-    actors: ActorConfig = field(default_factory=ActorConfig)
+    # a Ray Data actor pool (one actor by default: two 1-CPU actors starve Ray Data's read
+    # task on a 2-CPU machine); "auto" lets Ray Data scale it up to max_actors (0: unbounded)
+    actors: ActorConfig = field(default_factory=lambda: ActorConfig(num_actors=1))
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     s3: S3Settings = field(default_factory=S3Settings)
 

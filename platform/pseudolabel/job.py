@@ -186,7 +186,7 @@ def run_pseudolabel(config: PseudoLabelConfig, progress=print) -> dict[str, Any]
             TeacherLabeler,
             fn_constructor_kwargs={"config": to_dict(config), "teacher_sha256": sha},
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=max(1, min(actors.num_actors, len(todo)))),
+            compute=_pool_strategy(ray, actors, len(todo)),
             num_cpus=actors.cpus_per_actor,
             num_gpus=actors.gpus_per_actor or None,
         )
@@ -237,3 +237,11 @@ def run_pseudolabel(config: PseudoLabelConfig, progress=print) -> dict[str, Any]
         join(config.output, "manifest.json"), json.dumps(manifest, indent=2).encode(), config.s3
     )
     return manifest
+
+
+def _pool_strategy(ray, actors, work: int):
+    """A fixed pool of `num_actors`, or with "auto" Ray Data's own autoscaling pool."""
+    if actors.num_actors == "auto":
+        top = min(actors.max_actors or work, work)
+        return ray.data.ActorPoolStrategy(min_size=min(actors.min_actors, top), max_size=top)
+    return ray.data.ActorPoolStrategy(size=max(1, min(actors.num_actors, work)))

@@ -149,6 +149,7 @@ def test_the_training_step_builds_valid_configs_for_cpu_and_gpu(gpu_check, tmp_p
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.long  # half a minute; make test runs the same `vda infer` paths in test_infer*
 def test_bulk_step_on_cpu_through_the_script(tmp_path):
     """`vda infer` with one actor, then two, on a local archive (Ray started by the step)."""
     out = _script(

@@ -150,6 +150,7 @@ def _local_depth(bucket, folder, tmp_path, name):
     return np.concatenate([np.load(f)["depth"] for f in files])
 
 
+@pytest.mark.long  # make test: the chaos test kills actors at seeded moments and checks the same
 def test_a_killed_actor_still_yields_a_complete_correct_archive(archive, ray_cluster, tmp_path):
     bucket, folder = archive
     config = _config(bucket, "depth-killed", tmp_path, fault={"exit_after_frames": 15})
