@@ -107,6 +107,7 @@ def test_latency_step_on_cpu(gpu_check):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # make test: tests/model/test_onnx.py checks ONNX Runtime against PyTorch
 def test_onnx_step_on_cpu(gpu_check, tmp_path):
     outcome = gpu_check.check_onnx(device="cpu", workdir=str(tmp_path), **gpu_check.TINY["onnx"])
     assert outcome.status == "PASS", outcome.summary

@@ -51,6 +51,7 @@ def test_every_submitted_job_runs_the_preflight_first():
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.long  # make test: the preflight run by that Python, and the entrypoint that runs it
 def test_a_job_submitted_to_a_head_started_without_pyav_fails_with_that_line(
     python_without_av, tmp_path, capsys
 ):
