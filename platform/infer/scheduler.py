@@ -85,16 +85,19 @@ class InferScheduler:
         progress.extra = lambda: f"actors {len(pool.ready())} running, {pool.starting()} starting"
         running: dict[Any, tuple[Member, dict[str, Any]]] = {}  # ref -> (actor, unit)
         stitching: dict[Any, str] = {}  # ref -> video id
+        self.homeless: deque[_Video] = deque()  # stitches whose actor died, none ready to host
         try:
             pool.start(len(queue))
-            while queue or running or stitching:
-                pool.maintain(work_left=len(queue) + len(running), queued=len(queue))
+            while queue or running or stitching or self.homeless:
+                waiting_for_actor = len(queue) + len(self.homeless)
+                pool.maintain(work_left=waiting_for_actor + len(running), queued=waiting_for_actor)
                 for member in pool.idle():
                     if not queue:
                         break
                     unit = queue.popleft()
                     member.busy = True
                     running[member.actor.process.remote(unit)] = (member, unit)
+                self._rehome_stitches(stitching)
                 waiting = [*running, *stitching, *pool.pending_refs()]
                 timeout = min(self.config.progress_s, self.config.actors.check_s)
                 if not waiting:  # every actor released or dead: the pool decides what follows
@@ -160,10 +163,10 @@ class InferScheduler:
 
     def _start_stitch(self, video: _Video, stitching, prefer: Member | None = None) -> None:
         host = self.pool.host_for_stitch() or prefer
-        if host is None:  # no actor alive: the pool replaces them, the stitch waits for one
-            host = self.pool.ready()[0] if self.pool.ready() else None
-        if host is None:
-            self._unit_failed(video.unit, "stitch: no actor left to run it", None, video=video)
+        if host is None:  # every actor is full of stitches or dead: take the least loaded
+            host = min(self.pool.ready(), key=lambda m: len(m.stitches), default=None)
+        if host is None:  # none ready (a unit killed them all): wait for the pool's next one
+            self.homeless.append(video)
             return
         video.stitch_attempt += 1
         video.stitch_host = host
@@ -171,6 +174,16 @@ class InferScheduler:
         unit = dict(video.unit, plan=video.plan)
         video.stitch = host.actor.stitch.remote(unit, video.segments, self.model)
         stitching[video.stitch] = video.unit["video_id"]
+
+    def _rehome_stitches(self, stitching) -> None:
+        # a video whose segment failed for good needs no stitch: its row says why
+        videos = [video for video in self.homeless if video.failed is None]
+        self.homeless.clear()
+        for video in videos:
+            if self.pool.ready():
+                self._start_stitch(video, stitching)
+            else:
+                self.homeless.append(video)
 
     def _finish_stitch(self, ref, video: _Video, stitching) -> None:
         ray, host = self.ray, video.stitch_host

@@ -83,9 +83,13 @@ def test_split_video_stitches_to_the_single_engine_output_and_a_failed_segment_i
     long_archive, ray_cluster, tmp_path
 ):
     bucket, folder = long_archive
-    # run 1: segment 2 of the long video kills its actor on every attempt
+    # run 1: segment 2 of the long video kills its actor on every attempt; with one actor,
+    # the stitch it hosts dies with it each time and must wait for its successor
+    # (one CPU, so that its sums run on one thread as run 2's and the single engine's do)
     lines: list[str] = []
-    first = run_infer(_config(bucket, tmp_path, fault={"crash_videos": ["long#2"]}), lines.append)
+    one_actor = {"num_actors": 1, "cpus_per_actor": 1.0, "max_attempts": 2}
+    config = _config(bucket, tmp_path, fault={"crash_videos": ["long#2"]}, actors=one_actor)
+    first = run_infer(config, lines.append)
     rows = {r.video_id: r for r in first.rows}
     assert rows["short"].status == "done" and rows["short"].segments == 0  # short: not split
     assert rows["long"].status == "failed" and "segment 2" in rows["long"].error
