@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .affine import fit_affine
 from .network import VideoDepthAnything
 from .transforms import DEFAULT_INPUT_SIZE, preprocess_frames
 
@@ -180,23 +181,6 @@ def precision_used(precision: Precision, device: torch.device | str) -> str:
     return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
 
 
-def fit_scale_shift(prediction: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
-    """Least squares `scale * prediction + shift ~ reference` over every pixel, in float64.
-
-    A constant prediction (singular system) keeps scale 1, shift 0, as the
-    official code does.
-    """
-    p = prediction.double().flatten()
-    r = reference.double().flatten()
-    n = float(p.numel())
-    a00, a01 = float((p * p).sum()), float(p.sum())
-    b0, b1 = float((p * r).sum()), float(r.sum())
-    det = a00 * n - a01 * a01
-    if det == 0:
-        return 1.0, 0.0
-    return (n * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det
-
-
 def fit_residual(
     prediction: torch.Tensor, reference: torch.Tensor, scale: float, shift: float
 ) -> float:
@@ -282,7 +266,7 @@ class WindowAligner:
             if self.metric:
                 scale, shift = 1.0, 0.0
             else:
-                scale, shift = fit_scale_shift(depth[:2], reference)
+                scale, shift = fit_affine(depth[:2], reference)
             residual = fit_residual(depth[:2], reference, scale, shift)
             self.alignments.append(WindowAlignment(raw.index, scale, shift, residual))
             aligned = (depth * scale + shift).clamp_min(0)

@@ -42,6 +42,8 @@ from typing import Literal
 
 import torch
 
+from .affine import align_affine
+
 EPS = 1e-6  # representable in fp32 (and fp16); 1e-8 would underflow in half precision
 
 TGMVariant = Literal["official", "paper"]
@@ -187,31 +189,6 @@ def ssi_loss(
         return {"ssi": mae + config.gradient_weight * grad, "ssi_mae": mae, "ssi_grad": grad}
 
 
-def align_per_clip(
-    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """Least-squares scale * prediction + shift onto the target, one pair per clip (B, T, H, W).
-
-    Solved in centred form (covariance / variance), which keeps fp32 accurate
-    when the values sit far from zero relative to their spread; the raw-moment
-    normal equations lose most of their digits there. Differentiable. A clip
-    whose valid predictions are all equal keeps scale 0 and takes the target's
-    mean as shift.
-    """
-    maskf = mask.to(prediction.dtype)
-    dims = (1, 2, 3)
-    count = maskf.sum(dims, keepdim=True).clamp_min(1)
-    mean_p = (prediction * maskf).sum(dims, keepdim=True) / count
-    mean_t = (target * maskf).sum(dims, keepdim=True) / count
-    centred_p = (prediction - mean_p) * maskf
-    centred_t = (target - mean_t) * maskf
-    variance = (centred_p * centred_p).sum(dims, keepdim=True)
-    covariance = (centred_p * centred_t).sum(dims, keepdim=True)
-    ok = variance > EPS * EPS * count
-    scale = torch.where(ok, covariance / torch.where(ok, variance, torch.ones_like(variance)), 0)
-    return (prediction - mean_p) * scale + mean_t
-
-
 def tgm_loss(
     prediction: torch.Tensor,
     target: torch.Tensor,
@@ -225,7 +202,7 @@ def tgm_loss(
     with torch.autocast(device_type=prediction.device.type, enabled=False):
         prediction, target = _fp32(prediction, target)
         mask = mask.bool()
-        aligned = align_per_clip(prediction, target, mask)
+        aligned = align_affine(prediction, target, mask, dims=(1, 2, 3))  # one fit a clip
         d_pred = aligned[:, 1:] - aligned[:, :-1]
         d_target = target[:, 1:] - target[:, :-1]
         pair = mask[:, 1:] & mask[:, :-1]

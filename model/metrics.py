@@ -24,8 +24,8 @@ z-buffer, the physically right occlusion and the same on every device), drops
 points behind the camera, uses each frame's own intrinsics and skips pairs
 with no overlap instead of counting them as perfect.
 
-The fit accumulates five float64 sums frame by frame and solves a 2x2 system
-at the end, so a 500-frame full-resolution sequence never builds one giant
+The fit (`affine.AffineFit`) accumulates five float64 sums frame by frame and
+solves at the end, so a 500-frame full-resolution sequence never builds one giant
 design matrix; `evaluate_sequence` makes two passes over any indexable frame
 container (a memory-mapped array, a list, a lazy reader).
 
@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from .affine import AffineFit
 
 MIN_DEPTH = 1e-3
 DELTA1_THRESHOLD = 1.25
@@ -76,36 +78,6 @@ def valid_ground_truth(
 ) -> np.ndarray:
     valid = (gt_depth > MIN_DEPTH) & (gt_depth < max_depth)
     return valid if mask is None else valid & mask.astype(bool)
-
-
-@dataclass
-class AffineFit:
-    """Least-squares `scale * prediction + shift ~ target`, accumulated in float64."""
-
-    n: float = 0.0
-    sp: float = 0.0
-    st: float = 0.0
-    spp: float = 0.0
-    spt: float = 0.0
-
-    def add(self, prediction: np.ndarray, target: np.ndarray, valid: np.ndarray) -> None:
-        p = prediction[valid].astype(np.float64)
-        t = target[valid].astype(np.float64)
-        self.n += p.size
-        self.sp += p.sum()
-        self.st += t.sum()
-        self.spp += (p * p).sum()
-        self.spt += (p * t).sum()
-
-    def solve(self) -> tuple[float, float]:
-        if self.n == 0:
-            raise ValueError("no valid pixels to align on")
-        det = self.n * self.spp - self.sp * self.sp
-        if abs(det) <= 1e-12 * max(self.n * self.spp, 1e-300):
-            return 0.0, self.st / self.n  # a constant prediction: only a shift is defined
-        scale = (self.n * self.spt - self.sp * self.st) / det
-        shift = (self.st - scale * self.sp) / self.n
-        return scale, shift
 
 
 def aligned_depth(

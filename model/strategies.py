@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .inference import InferenceConfig, StreamingDepthEngine, autocast_dtype, fit_scale_shift
+from .affine import fit_affine
+from .inference import InferenceConfig, StreamingDepthEngine, autocast_dtype
 from .network import VideoDepthAnything
 from .transforms import preprocess_frames
 
@@ -95,9 +96,7 @@ def predict_video(
         while start + overlap < total:
             raw = predict_window(model, _padded(frames, start, length), config, device)
             shared = out[start : start + overlap]
-            scale, shift = (
-                (1.0, 0.0) if model.config.metric else fit_scale_shift(raw[:overlap], shared)
-            )
+            scale, shift = (1.0, 0.0) if model.config.metric else fit_affine(raw[:overlap], shared)
             aligned = (raw * scale + shift).clamp_min(0)
             out = torch.cat([out, aligned[overlap:]])
             start += stride

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_model
 
+from vda.model.affine import fit_affine
 from vda.model.inference import (
     InferenceConfig,
     PaddedStream,
@@ -16,7 +17,6 @@ from vda.model.inference import (
     WindowAligner,
     WindowConfig,
     blend_weights,
-    fit_scale_shift,
 )
 from vda.model.transforms import preprocess_frames
 
@@ -177,10 +177,9 @@ def test_diff_cnn_model_sees_true_frame_indices(model):
     assert seen[1] == [0, 12, *range(24, 54)]
 
 
-def test_fit_scale_shift_and_blend_weights_hand_values():
+def test_fit_and_blend_weights_hand_values():
     prediction = torch.tensor([1.0, 2.0, 3.0])
-    assert fit_scale_shift(prediction, 2 * prediction + 1) == pytest.approx((2.0, 1.0))
-    assert fit_scale_shift(torch.ones(3), torch.tensor([1.0, 2.0, 3.0])) == (1.0, 0.0)
+    assert fit_affine(prediction, 2 * prediction + 1) == pytest.approx((2.0, 1.0))
     torch.testing.assert_close(blend_weights(3), torch.tensor([0.0, 0.5, 1.0]))
 
 

@@ -7,7 +7,6 @@ import torch
 
 from vda.model.losses import (
     LossConfig,
-    align_per_clip,
     depth_to_disparity,
     masked_median,
     ssi_loss,
@@ -204,13 +203,6 @@ def test_tgm_masking_excludes_a_moving_edge(variant):
     )
     loose = LossConfig(tgm_variant=variant, tgm_threshold=100.0)
     assert tgm_loss(pred, target, mask, loose).item() > 0.05
-
-
-def test_align_per_clip_recovers_scale_and_shift():
-    target = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(3))
-    pred = (target - 2.0) / 4.0
-    aligned = align_per_clip(pred, target, torch.ones_like(target, dtype=torch.bool))
-    torch.testing.assert_close(aligned, target, rtol=1e-5, atol=1e-5)
 
 
 def test_total_loss_combines_weighted_terms_and_images_get_no_temporal_term():

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from vda.model.metrics import (
-    AffineFit,
     crop_intrinsics,
     depth_cap,
     evaluate_sequence,
@@ -75,18 +74,6 @@ def test_frames_without_valid_pixels_are_skipped_and_all_invalid_is_an_error():
     assert result.frames == 2 and np.isfinite(result.abs_rel)
     with pytest.raises(ValueError, match="no valid pixels"):
         evaluate_sequence(pred, np.zeros_like(gt), max_depth=10.0)
-
-
-def test_accumulated_fit_equals_one_shot_least_squares():
-    rng = np.random.default_rng(1)
-    p = rng.uniform(0.1, 2.0, size=(6, 5, 5))
-    t = 0.7 * p - 0.1 + rng.normal(0, 0.01, size=p.shape)
-    fit = AffineFit()
-    for i in range(6):  # frame by frame
-        fit.add(p[i], t[i], np.ones((5, 5), dtype=bool))
-    design = np.stack([p.ravel(), np.ones(p.size)], axis=1)
-    expected, *_ = np.linalg.lstsq(design, t.ravel(), rcond=None)
-    assert fit.solve() == pytest.approx(tuple(expected), abs=1e-10)
 
 
 def test_tae_is_zero_for_exact_depth_of_a_static_scene():
