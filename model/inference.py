@@ -41,7 +41,6 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
@@ -49,9 +48,8 @@ import torch.nn.functional as F
 
 from .affine import fit_affine
 from .network import VideoDepthAnything
+from .precision import Precision, autocast_dtype, precision_used
 from .transforms import DEFAULT_INPUT_SIZE, preprocess_frames
-
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
 
 @dataclass
@@ -166,19 +164,6 @@ class InferenceConfig:
     precision: Precision = "auto"  # auto: fp16 on CUDA (as the official code), fp32 on CPU
     cache_encoder: bool = True
     speed: SpeedOptions = field(default_factory=SpeedOptions)
-
-
-def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
-    """The one autocast choice of inference: fp16 (or bf16) on CUDA, none (fp32) elsewhere."""
-    if device.type != "cuda" or precision == "fp32":
-        return None
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def precision_used(precision: Precision, device: torch.device | str) -> str:
-    """What a run with this setting actually computes in (a CPU run is fp32 whatever was asked)."""
-    dtype = autocast_dtype(precision, torch.device(device))
-    return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
 
 
 def fit_residual(

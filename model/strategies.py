@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from .affine import fit_affine
-from .inference import InferenceConfig, StreamingDepthEngine, autocast_dtype
+from .inference import InferenceConfig, StreamingDepthEngine
 from .network import VideoDepthAnything
+from .precision import autocast_dtype
 from .transforms import preprocess_frames
 
 Strategy = Literal["keyframes", "aligned_windows", "independent_windows", "per_frame"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vda.model.inference import SpeedOptions
+from vda.model.precision import Precision
 
 from ..core.tracking import MlflowConfig
 from ..storage import S3Settings
@@ -84,7 +85,7 @@ class InferConfig:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     outputs: OutputOptions = field(default_factory=OutputOptions)
     input_size: int = 518
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Precision = "auto"  # vda.model.precision: fp16 on CUDA, fp32 off CUDA
     cache_encoder: bool = True
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the engine's speed levers
     # restart the window chain at scene cuts (videos with it on are never split)

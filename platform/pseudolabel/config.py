@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vda.model.precision import Precision
+
 from ..core.tracking import MlflowConfig
 from ..infer.config import ActorConfig
 from ..storage import S3Settings
@@ -19,7 +21,7 @@ class PseudoLabelConfig:
     teacher: str = ""  # any checkpoint `load_checkpoint` reads (local or s3://)
     suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     input_size: int = 518
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: Precision = "auto"  # vda.model.precision: fp16 on CUDA, fp32 off CUDA
     images_per_shard: int = 256  # one Parquet file and one unit of work (and of resume)
     frame_format: Literal["png", "jpeg"] = "png"  # png: the pixels the teacher saw, exactly
     dataset: str = "pseudo"

@@ -74,7 +74,8 @@ class TeacherLabeler:
         import torch
 
         from vda.model import load_checkpoint
-        from vda.model.inference import InferenceConfig, precision_used
+        from vda.model.inference import InferenceConfig
+        from vda.model.precision import precision_used
 
         self.config = build(PseudoLabelConfig, config)
         actors = self.config.actors

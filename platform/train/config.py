@@ -7,6 +7,7 @@ from typing import Literal
 
 from vda.model.config import ModelConfig
 from vda.model.losses import LossConfig
+from vda.model.precision import Precision
 
 from ..core.tracking import MlflowConfig
 from ..data.pipeline import ClipConfig
@@ -67,7 +68,7 @@ class TrainConfig:
     gpus_per_worker: float = 1.0
     cpus_per_worker: float = 1.0  # below 1 on small machines: Ray Data tasks need CPU too
     placement_strategy: Literal["PACK", "SPREAD"] = "PACK"  # SPREAD: one worker per node
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    precision: Precision = "auto"  # vda.model.precision: bf16 on a GPU that has it, fp32 off CUDA
     checkpoint_every_steps: int = 0  # 0: at epoch ends only
     keep_checkpoints: int = 2
     max_failures: int = 0

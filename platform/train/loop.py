@@ -26,6 +26,7 @@ import torch.distributed as dist
 from vda.model import VideoDepthAnything, load_weights
 from vda.model.losses import total_loss
 from vda.model.metrics import evaluate_sequence
+from vda.model.precision import autocast_dtype
 
 from ..core.config import build
 from ..data.pipeline import to_model_inputs
@@ -90,7 +91,7 @@ class HeadTrainer:
                 step, config.optim.warmup_steps, total, config.optim.min_lr_ratio
             ),
         )
-        self.autocast = self._autocast_dtype()
+        self.autocast = autocast_dtype(self.config.precision, self.device, use="training")
         self.scaler = torch.amp.GradScaler(enabled=self.autocast == torch.float16)
         self.epoch = 0
         self.step = 0  # global optimizer steps
@@ -100,12 +101,6 @@ class HeadTrainer:
         self.mlflow_run_id = mlflow_run_id  # rank 0 logs into the run the driver created
         self._tracking_uri = tracking_uri
         self._mlflow = None
-
-    def _autocast_dtype(self) -> torch.dtype | None:
-        precision = self.config.precision
-        if self.device.type != "cuda" or precision == "fp32":
-            return None
-        return torch.float16 if precision == "fp16" else torch.bfloat16
 
     # -- checkpoints ----------------------------------------------------------
     def state(self) -> dict[str, Any]:

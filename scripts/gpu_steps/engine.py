@@ -42,7 +42,8 @@ def check_engine(
     import numpy as np
     import torch
 
-    from vda.model.inference import SpeedOptions, WindowConfig, precision_used
+    from vda.model.inference import SpeedOptions, WindowConfig
+    from vda.model.precision import precision_used
 
     cuda = _is_cuda(device)
     master = accuracy_model(size)
@@ -156,7 +157,8 @@ def check_latency(
     import numpy as np
     import torch
 
-    from vda.model.inference import InferenceConfig, SpeedOptions, precision_used
+    from vda.model.inference import InferenceConfig, SpeedOptions
+    from vda.model.precision import precision_used
     from vda.platform.bench.inference import run_engine
 
     cuda = _is_cuda(device)
