@@ -89,21 +89,18 @@ def _last(client, run_id, key):
 def test_asha_sweep_stops_the_weak_trial_and_tracks_every_trial(
     tmp_path, synthetic_shards, shards_bucket, two_node_cluster
 ):
-    # Arranged so ASHA must stop trials: with TGM weighted 1000 the training loss is
-    # orders of magnitude above the weight-0 trials'. Trials run one at a time and the
-    # first takes the first grid values (weight 0), so each weight-1000 trial reaching
-    # epoch 1 meets a median held down by weight-0 losses far below it and is stopped.
-    # (A weight-0 trial may be stopped too, by a better weight-0 trial: ASHA keeps the
-    # top half at each rung.)
+    # Arranged so ASHA must stop a trial: with TGM weighted 1000 the training loss is
+    # orders of magnitude above the weight-0 trial's. Trials run one at a time and the
+    # first takes the first grid value (weight 0), so the weight-1000 trial reaching
+    # epoch 1 meets a rung held by a weight-0 loss far below it and is stopped. One DDP
+    # worker a trial: stopping a trial is the same whatever its worker count (test_train
+    # covers DDP), and each trial's start costs a worker process less.
     root = f"s3://{shards_bucket}/sweeps/asha"
     sweep = {
         "name": "asha",
         "storage_path": f"s3://{shards_bucket}/sweeps",
-        "train": _train(tmp_path, synthetic_shards),
-        "space": {
-            "loss.tgm_weight": {"grid": [0.0, 1000.0]},
-            "data.clip.clip_len": {"grid": [4, 3]},
-        },
+        "train": _train(tmp_path, synthetic_shards, num_workers=1),
+        "space": {"loss.tgm_weight": {"grid": [0.0, 1000.0]}},
         "metric": "train_loss",
         "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
         "max_concurrent_trials": 1,
@@ -112,13 +109,11 @@ def test_asha_sweep_stops_the_weak_trial_and_tracks_every_trial(
     assert out.returncode == 0 and "best trial" in out.stdout
 
     rows = _results(root)
-    assert len(rows) == 4
-    assert {(float(r["loss.tgm_weight"]), int(r["data.clip.clip_len"])) for r in rows} == {
-        (0.0, 4), (0.0, 3), (1000.0, 4), (1000.0, 3)
-    }  # fmt: skip
+    assert len(rows) == 2
+    assert [(float(r["loss.tgm_weight"]), r["status"]) for r in rows] == [
+        (0.0, FINISHED), (1000.0, EARLY_STOPPED)
+    ], rows  # fmt: skip
     stopped = [r for r in rows if r["status"] == EARLY_STOPPED]
-    heavy = [r for r in rows if float(r["loss.tgm_weight"]) == 1000.0]
-    assert all(r["status"] == EARLY_STOPPED for r in heavy), rows
     assert all(r["epochs"] == "1" for r in stopped)  # the one rung below max_t = 2 epochs
     assert all(r["epochs"] == "2" for r in rows if r["status"] == FINISHED)
     values = [float(r["train_loss"]) for r in rows]
@@ -160,7 +155,6 @@ def test_asha_sweep_stops_the_weak_trial_and_tracks_every_trial(
     best_config = yaml.safe_load(read_bytes(f"{root}/best_config.yaml"))
     assert best_trial["trial_id"] == best_id == rows[0]["trial_id"]
     assert best_config["loss"]["tgm_weight"] == float(rows[0]["loss.tgm_weight"])
-    assert best_config["data"]["clip"]["clip_len"] == int(rows[0]["data.clip.clip_len"])
     assert best_trial["checkpoint"].startswith(f"s3://{shards_bucket}/sweeps/asha/train/")
 
     # a rerun with the same name redoes nothing: same trials, same numbers, no new runs
@@ -173,14 +167,17 @@ def test_asha_sweep_stops_the_weak_trial_and_tracks_every_trial(
 def test_interrupted_sweep_resumes_its_unfinished_trial(
     tmp_path, synthetic_shards, shards_bucket, two_node_cluster
 ):
-    # a worker dies once two steps into epoch 2, after the epoch-1 checkpoint; with no
-    # retries the trial errors and the sweep ends: an interrupted sweep
+    # the trial's one worker dies once two steps into epoch 2, after the epoch-1
+    # checkpoint; with no retries the trial errors and the sweep ends: an interrupted sweep
     root = f"s3://{shards_bucket}/sweeps/interrupted"
     sweep = {
         "name": "interrupted",
         "storage_path": f"s3://{shards_bucket}/sweeps",
         "train": _train(
-            tmp_path, synthetic_shards, fault={"fail_at_step": STEPS + 2, "fail_rank": 1}
+            tmp_path,
+            synthetic_shards,
+            num_workers=1,
+            fault={"fail_at_step": STEPS + 2, "fail_rank": 0},
         ),
         "space": {"loss.tgm_weight": {"grid": [1.0]}},
         "scheduler": {"kind": "fifo"},
@@ -200,7 +197,7 @@ def test_interrupted_sweep_resumes_its_unfinished_trial(
     (child,) = _children(client, _parent(client, "interrupted").info.run_id).values()
     assert child.data.tags["vda.trial_status"] == FINISHED
     # resumed from the epoch-1 checkpoint found in storage, not restarted: every step
-    # logged once (the two steps of epoch 2 done before the failure were still in rank 0's
-    # MLflow buffer, which is flushed at checkpoints, and were redone after the resume)
+    # logged once (the two steps of epoch 2 done before the failure were still in the
+    # worker's MLflow buffer, which is flushed at checkpoints, and were redone after the resume)
     steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "train/loss"))
     assert steps == list(range(1, 2 * STEPS + 1))
