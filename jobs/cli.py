@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vda",
         description="Video Depth Anything on Ray: train, sweep, evaluate and bulk-infer depth.",
     )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="also show Ray's, MLflow's and other frameworks' log lines and warnings "
+        "(by default they go to the session's vda.log)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     for job in JOBS:
         job_parser = sub.add_parser(job.name, help=job.summary, description=job.summary)
@@ -78,10 +83,12 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # quiet by default: MLflow's INFO lines (database set-up, ...) stay off the terminal;
-    # set MLFLOW_LOGGING_LEVEL=INFO to see them
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from vda.platform.core.session import VERBOSE_ENV, log_file, quiet_frameworks
+
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"  # Ray workers and job subprocesses inherit it
+    quiet_frameworks()
     job: Job = args._job
     try:
         return int(importlib.import_module(f"vda.jobs.{job.module}").run(args) or 0)
@@ -89,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(error, user_errors()):
             raise
         print(f"vda {job.name}: {error}", file=sys.stderr)
+        if log_file().exists():
+            print(f"vda {job.name}: the frameworks' log lines are in {log_file()}", file=sys.stderr)
         return 2
 
 

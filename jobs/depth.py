@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from vda.model import load_checkpoint
 from vda.model.checkpoint import file_sha256
 from vda.model.inference import (
     InferenceConfig,
@@ -29,9 +27,11 @@ from vda.platform.video import (
     VideoDecodeError,
     open_video,
 )
+from vda.platform.video.metadata import run_metadata
 from vda.platform.video.pointcloud import Intrinsics, sidecar_intrinsics
 from vda.platform.video.process import depth_for_video
 from vda.platform.video.scenes import SceneCutOptions
+from vda.platform.weights import read_weights
 
 WEIGHTS_HELP = (
     "vda depth needs model weights: pass --checkpoint PATH. The official ones are "
@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frame rate of image-sequence folders (else their sequence.json, else 24)",
     )  # fmt: skip
     parser.add_argument(
-        "--checkpoint", type=Path,
-        help="official VDA or vda checkpoint (with --engine onnx: NAME.onnx from `vda export`)",
+        "--checkpoint",
+        help="official VDA or vda checkpoint, a path or an s3:// URI "
+        "(with --engine onnx: NAME.onnx from `vda export`)",
     )  # fmt: skip
     parser.add_argument(
         "--engine", choices=("torch", "onnx"), default="torch",
@@ -111,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
         from vda.model.onnx_runtime import OnnxNetwork
 
         model = OnnxNetwork(args.checkpoint, device)
-    else:
-        model = load_checkpoint(args.checkpoint)
-    checkpoint_hash = file_sha256(args.checkpoint)
+        checkpoint_hash = file_sha256(args.checkpoint)
+    else:  # a local path or an s3:// URI, read and hashed as every job reads weights
+        weights = read_weights(args.checkpoint)
+        model, checkpoint_hash = weights.load_model(), weights.sha256
     config = InferenceConfig(
         window=WindowConfig(length=args.window),
         input_size=args.input_size,
@@ -157,24 +159,22 @@ def run(args: argparse.Namespace) -> int:
                         engine,
                         reader.frames(),
                         depth_outputs,
-                        metadata=lambda: {
-                            "model_size": model.config.size,
-                            "metric": model.config.metric,
-                            "checkpoint": args.checkpoint.name,
-                            "checkpoint_sha256": checkpoint_hash,
-                            "settings": {
-                                "input_size": args.input_size,
-                                "max_res": args.max_res,
-                                "max_len": args.max_len,
-                                "target_fps": args.target_fps,
-                                "precision": engine.precision,  # what ran, not what was asked
-                                "device": str(engine.device),
-                                "engine": args.engine,
-                                "speed": asdict(config.speed),
-                                "window": args.window,
-                            },
-                            "alignments": [asdict(a) for a in engine.alignments],
-                        },
+                        metadata=lambda: run_metadata(
+                            model_size=model.config.size,
+                            metric=model.config.metric,
+                            checkpoint=args.checkpoint,
+                            checkpoint_sha256=checkpoint_hash,
+                            input_size=args.input_size,
+                            precision=engine.precision,  # what ran, not what was asked
+                            device=str(engine.device),
+                            max_res=args.max_res,
+                            target_fps=args.target_fps,
+                            max_len=args.max_len,
+                            window=args.window,
+                            speed=config.speed,
+                            alignments=engine.alignments,
+                            engine=args.engine,
+                        ),
                         on_frame=lambda _: bar.update(1),
                         scene_cuts=SceneCutOptions(args.scene_cuts, args.scene_threshold),
                     )

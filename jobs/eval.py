@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print_config(config)
         return 0
-    from vda.platform.eval.job import format_report, run_eval
+    from vda.platform.eval.job import run_eval
+    from vda.platform.eval.report import format_report
 
     report = run_eval(config)
     print(format_report(report))

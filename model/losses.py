@@ -1,7 +1,8 @@
 """Training objective: scale-and-shift-invariant spatial loss plus temporal gradient matching.
 
 Everything works in disparity space (the network predicts relative
-disparity); `depth_to_disparity` converts ground-truth depth on valid pixels.
+disparity); the clip pipeline gives ground truth as disparity (1 / depth on
+valid pixels, `vda.platform.data.pipeline`).
 Shapes: prediction, target and mask are (B, T, H, W); a clip of T = 1 is an
 image (no temporal term).
 
@@ -77,12 +78,6 @@ class LossConfig:
             raise ValueError("loss.gradient_scales must be at least 1")
         if self.median not in ("official", "valid"):
             raise ValueError(f"loss.median must be 'official' or 'valid', got {self.median!r}")
-
-
-def depth_to_disparity(depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """1 / depth on valid pixels (and depth > 0), 0 elsewhere."""
-    valid = valid & (depth > 0)
-    return torch.where(valid, 1.0 / depth.clamp_min(EPS), torch.zeros_like(depth))
 
 
 def _fp32(*tensors: torch.Tensor) -> list[torch.Tensor]:

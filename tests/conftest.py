@@ -175,3 +175,27 @@ def synthetic_shards(shards_bucket, ray_cluster):
         progress=lambda _: None,
     )
     return dst
+
+
+# fixtures that start Ray or a server: a test using one must say so with its marker
+SERVICE_FIXTURES = {
+    "s3_endpoint", "bucket", "ray_cluster", "token_cluster", "two_node_cluster",
+    "shards_bucket", "synthetic_shards",
+}  # fmt: skip
+SCENARIO_TIMEOUT_S = 900  # a test that starts services; a plain test has the ini's `timeout`
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = []
+    for item in items:
+        uses_services = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        marked = item.get_closest_marker("integration") or item.get_closest_marker("long")
+        if uses_services and not marked:
+            unmarked.append(f"{item.nodeid} (uses {', '.join(sorted(uses_services))})")
+        if marked and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SCENARIO_TIMEOUT_S))
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that start Ray or a server must be marked integration (or long):\n  "
+            + "\n  ".join(unmarked)
+        )

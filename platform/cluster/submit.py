@@ -100,9 +100,7 @@ def call(api, method: str, *args, **kwargs):
 
 
 def project_root() -> Path:
-    import vda.jobs
-
-    root = Path(vda.jobs.__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # <root>/platform/cluster/submit.py
     if not (root / "pyproject.toml").exists():
         raise RuntimeError(f"vda submit needs the project source; {root} has no pyproject.toml")
     return root

@@ -153,13 +153,21 @@ def load_config(
     `path` may also be an inline mapping (`{...}`, YAML or JSON): that is how
     `vda submit` hands a local config file to a job on a cluster.
     """
-    if path and str(path).lstrip().startswith("{"):
-        data = yaml.safe_load(str(path))
+    data = read_config_data(path) if path else {}
+    return build(cls, apply_overrides(data, overrides))
+
+
+def read_config_data(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping, or an inline mapping (`{...}`, YAML or JSON) given in its place."""
+    if str(path).lstrip().startswith("{"):
+        try:
+            data = yaml.safe_load(str(path))
+        except yaml.YAMLError as error:
+            raise ConfigError(f"the inline config is not valid YAML: {error}") from error
         if not isinstance(data, dict):
             raise ConfigError("an inline config must be a mapping")
-    else:
-        data = read_yaml(path) if path else {}
-    return build(cls, apply_overrides(data, overrides))
+        return data
+    return read_yaml(path)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

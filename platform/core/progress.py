@@ -86,9 +86,10 @@ class JobProgress:
         left = self.total - finished
         eta = duration(elapsed / finished * left) if finished and left else "-"
         extra = self.extra()
+        rate = f"; {self.rate():.1f} frames/s" if self.frames else ""
         self._out(
             f"{self.label}: [{finished}/{self.total}] {self.done} done, {self.failed} failed, "
-            f"{left} to go; {self.rate():.1f} frames/s; ETA {eta}" + (f"; {extra}" if extra else "")
+            f"{left} to go{rate}; ETA {eta}" + (f"; {extra}" if extra else "")
         )
 
     def close(self) -> None:

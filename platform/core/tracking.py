@@ -66,6 +66,67 @@ def safe_params(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+class TrackedRun:
+    """One MLflow run of a job, opened by `tracked_run` and closed however the job ends.
+
+    Used as a context manager: the run ends as `status` ("FINISHED" unless the
+    job set "FAILED") when the block ends, "FAILED" when it raises and "KILLED"
+    on Ctrl-C, so no run stays RUNNING after its job is gone.
+    """
+
+    def __init__(self, client, tracking_uri: str, experiment_id: str, run_id: str) -> None:
+        self.client, self.tracking_uri = client, tracking_uri
+        self.experiment_id, self.run_id = experiment_id, run_id
+        self.status = "FINISHED"
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        log_params(self.client, self.run_id, params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        log_metrics(self.client, self.run_id, metrics, step)
+
+    def log_texts(self, files: Mapping[str, str]) -> None:
+        """Small text files (reports, configs) as artifacts at the run's root."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            for name, text in files.items():
+                path = Path(folder, name)
+                path.write_text(text)
+                self.client.log_artifact(self.run_id, str(path))
+
+    def log_file(self, path: str | Path) -> None:
+        self.client.log_artifact(self.run_id, str(path))
+
+    def __enter__(self) -> TrackedRun:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        status = (
+            self.status if kind is None else "KILLED" if kind is KeyboardInterrupt else "FAILED"
+        )
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def tracked_run(
+    config: MlflowConfig, name: str, tags: Mapping[str, str] | None = None,
+    resume_tag: str | None = None,
+) -> TrackedRun:  # fmt: skip
+    """The job's run: a new one, or with `resume_tag` the latest run whose tag holds `name`
+    (reopened: a rerun of a named training or sweep logs on into the same run)."""
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri, experiment_id = ensure_experiment(config)
+    client = MlflowClient(tracking_uri)
+    tags = {**(tags or {}), **({resume_tag: name} if resume_tag else {})}
+    run = find_run(client, experiment_id, resume_tag, name) if resume_tag else None
+    if run is None:
+        run = client.create_run(experiment_id, run_name=name, tags=tags)
+    elif run.info.status != "RUNNING":
+        client.update_run(run.info.run_id, status="RUNNING")
+    return TrackedRun(client, tracking_uri, experiment_id, run.info.run_id)
+
+
 def find_run(client, experiment_id: str, tag: str, value: str):
     """The most recent run with tag == value, to resume logging into it."""
     runs = client.search_runs(

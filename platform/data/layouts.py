@@ -31,11 +31,11 @@ import numpy as np
 
 from ..storage import list_files, read_bytes
 from ..video.sequence import frame_number
+from ..video.suffixes import IMAGE_SUFFIXES
 from .shards import FrameRecord, decode_frame
 from .synthetic import SyntheticConfig, SyntheticScene
 
 SINTEL_TAG = 202021.25
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class LayoutError(ValueError):

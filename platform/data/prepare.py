@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 import pyarrow.parquet as pq
 
-from ..eval.protocols import BENCHMARKS, normalise_benchmark
+from ..core.progress import JobProgress
+from ..core.session import start_ray
 from ..storage import S3Settings, exists, join, open_output, read_bytes, write_bytes
+from .benchmarks import BENCHMARKS, normalise_benchmark
 from .layouts import (
     LayoutError,
     Sequence,
@@ -233,13 +235,13 @@ def prepare(config: PrepareConfig, progress=print) -> dict[str, Any]:
     sequences = list_sequences(config)
     if not sequences:
         raise LayoutError(f"no sequences found for layout {config.layout!r} under {config.src!r}")
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False, configure_logging=False)
+    start_ray()
     task = ray.remote(num_cpus=config.cpus_per_sequence, max_retries=2)(convert_sequence)
     pending = [task.remote(sequence, config) for sequence in sequences]
     results = []
+    report = JobProgress(len(sequences), "vda prepare", progress, unit="sequences")
     while pending:
-        done, pending = ray.wait(pending)
+        done, pending = ray.wait(pending, timeout=report.every_s)
         for result in ray.get(done):
             results.append(result)
             state = (
@@ -247,7 +249,11 @@ def prepare(config: PrepareConfig, progress=print) -> dict[str, Any]:
                 if "error" in result
                 else ("already done" if result.get("skipped") else f"{result['frames']} frames")
             )
-            progress(f"[{len(results)}/{len(sequences)}] {result['sequence']}: {state}")
+            report.item(f"{result['sequence']}: {state}")
+            report.finished("error" not in result, result.get("frames", 0))
+        report.tick()
+    report.final()
+    report.close()
     converted = sorted((r for r in results if "error" not in r), key=lambda r: r["sequence"])
     failed = sorted((r for r in results if "error" in r), key=lambda r: r["sequence"])
     for entry in converted:

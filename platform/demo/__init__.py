@@ -10,15 +10,15 @@ demonstration, not a depth model: the numbers show the plumbing works.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from pathlib import Path
 
 from ..core.config import build
+from ..core.session import start_ray
 from ..data.prepare import PrepareConfig, SyntheticOptions, prepare
 from ..data.synthetic import SyntheticConfig, SyntheticScene
-from ..eval.outputs import evaluate_outputs
+from ..eval.scoring import evaluate_outputs
 from ..infer.config import InferConfig
 from ..infer.job import run_infer
 from ..train.config import TrainConfig
@@ -30,19 +30,12 @@ HELD_OUT_SEED = 7
 
 
 def run_demo(workdir: Path, extra_videos: list[Path], say=print) -> dict:
-    import ray
-
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     tracking = f"sqlite:///{workdir / 'mlruns.db'}"
     mlflow = {"tracking_uri": tracking, "experiment": "vda-demo"}
     started = time.perf_counter()
-    if not ray.is_initialized():
-        # Ray's INFO lines go to its log files, not the terminal
-        ray.init(
-            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-        )
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    start_ray(num_cpus=2, include_dashboard=False)  # quiet unless `vda --verbose demo`
 
     say("1/5 synthetic training data (procedural scenes, exact depth and poses)")
     train_data, held_out = workdir / "data" / "train", workdir / "data" / "held_out"

@@ -11,8 +11,9 @@ from vda.model.metrics import TAE_VARIANTS
 from vda.model.strategies import STRATEGIES
 
 from ..core.tracking import MlflowConfig
+from ..data.benchmarks import BENCHMARKS, normalise_benchmark
 from ..storage import S3Settings
-from .protocols import BENCHMARKS, PROTOCOLS, normalise_benchmark
+from .protocols import PROTOCOLS
 
 
 @dataclass

@@ -19,8 +19,6 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from vda.model.metrics import SequenceResult, mean_over_sequences
-
 from ..data.shards import decode_chunk
 from ..storage import S3Settings, exists, join, list_files, read_bytes
 from .protocols import Crop
@@ -65,12 +63,6 @@ def read_sequence(
         intrinsics=joined("intrinsics"),
         c2w=joined("c2w"),
     )
-
-
-def ground_truth(dataset: str, entry: dict[str, Any], settings: S3Settings | None = None):
-    """(depth, valid, intrinsics, c2w) of one sequence, read from its shards."""
-    data = read_sequence(dataset, entry, settings)
-    return data.depth, data.valid, data.intrinsics, data.c2w
 
 
 class FrameMatchError(ValueError):
@@ -202,35 +194,3 @@ def fit_size(
         f"{sequence}: prediction is {size[0]}x{size[1]}, the ground truth {wanted}: the aspect "
         "ratio differs, so resizing would stretch it; infer at the ground truth's framing"
     )
-
-
-def evaluate_outputs(
-    outputs: str, dataset: str, settings: S3Settings | None = None, metric: bool | None = None
-) -> EvalReport:
-    """Per-sequence and overall AbsRel / delta1 / RMSE / TAE of `vda infer` outputs, in
-    this process (the demo's check; `vda eval --outputs` is the same scoring as a Ray job).
-
-    Relative (disparity) outputs get the per-sequence affine alignment; metric
-    outputs (metadata.json, or `metric=True`) are converted to disparity first, so
-    the numbers compare with relative models'.
-    """
-    from .config import EvalConfig
-    from .job import plan_eval, score_sequence
-
-    config = EvalConfig(dataset=dataset, outputs=outputs, outputs_metric=metric)
-    config.s3 = settings or config.s3
-    plan = plan_eval(config)
-    report = EvalReport(dataset=plan.manifest.get("dataset", dataset), max_depth=plan.cap)
-    results: list[SequenceResult] = []
-    for entry in plan.entries:
-        scored = score_sequence(plan, entry)
-        if not scored:
-            report.missing.append(entry["sequence"])
-            continue
-        mode = "outputs" if "outputs" in scored else "outputs/aligned"
-        result = scored[mode]
-        results.append(result)
-        report.sequences[entry["sequence"]] = result.as_dict()
-    if results:
-        report.overall = mean_over_sequences(results)
-    return report

@@ -30,9 +30,9 @@ import numpy as np
 
 from vda.model.metrics import crop_intrinsics
 
-BENCHMARKS: tuple[str, ...] = ("sintel", "kitti", "bonn", "scannet", "nyuv2")
+from ..data.benchmarks import BENCHMARKS, normalise_benchmark
+
 PROTOCOLS: tuple[str, ...] = ("official-110", "official-500", "official-tae")
-_ALIASES = {"nyu_v2": "nyuv2", "nyu": "nyuv2", "nyudepthv2": "nyuv2", "mpi-sintel": "sintel"}
 
 
 class ProtocolError(ValueError):
@@ -174,11 +174,6 @@ PRESETS: dict[tuple[str, str], Preset] = {
     ),
 }
 # fmt: on
-
-
-def normalise_benchmark(name: str) -> str:
-    key = name.strip().lower()
-    return _ALIASES.get(key, key)
 
 
 def benchmark_of(manifest: dict[str, Any], override: str = "") -> str:

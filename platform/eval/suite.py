@@ -23,17 +23,17 @@ from __future__ import annotations
 import csv
 import io
 import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vda.model.inference import InferenceConfig
 
 from ..core.config import ConfigError, flatten, to_dict
-from ..core.tracking import MlflowConfig, ensure_experiment, log_metrics, log_params
+from ..core.tracking import MlflowConfig, tracked_run
 from ..storage import S3Settings, StorageError, join, write_bytes
 from .config import EvalConfig
-from .job import EvalJobReport, EvalPlan, collect, mode_label, plan_eval, submit, write_report
+from .job import collect, submit
+from .plan import EvalPlan, mode_label, plan_eval
+from .report import EvalJobReport, write_report
 
 SUITE_TAG = "vda.eval_suite"
 PARENT_TAG = "mlflow.parentRunId"
@@ -251,7 +251,6 @@ def build_tables(
 
 
 def run_suite(suite: SuiteConfig, progress=print) -> SuiteResult:
-    from mlflow.tracking import MlflowClient
 
     plans: dict[tuple[str, str], EvalPlan] = {}
     for model in suite.models:
@@ -260,36 +259,31 @@ def run_suite(suite: SuiteConfig, progress=print) -> SuiteResult:
                 plans[(model.name, dataset.name)] = plan_eval(pair_config(suite, model, dataset))
             except (ConfigError, StorageError, ValueError, OSError) as error:
                 raise ConfigError(f"suite {model.name} on {dataset.name}: {error}") from None
-    tracking_uri, experiment_id = ensure_experiment(suite.mlflow)
-    client = MlflowClient(tracking_uri)
-    parent = client.create_run(experiment_id, run_name=suite.name, tags={SUITE_TAG: suite.name})
-    parent_id = parent.info.run_id
-    log_params(client, parent_id, flatten(to_dict(suite)))
-    pending = {key: submit(plan) for key, plan in plans.items()}  # every task queued at once
-    reports = {}
-    for key, refs in pending.items():
-        progress(f"{key[0]} on {key[1]}:")
-        report = collect(plans[key], refs, lambda line: progress(f"  {line}"))
-        reports[key] = write_report(plans[key].config, report, tags={PARENT_TAG: parent_id})
-    markdown, table = build_tables(suite, plans, reports)
-    location = join(suite.report, suite.name)
-    files = {"report.md": markdown, "report.csv": table}
-    for name, text in files.items():
-        write_bytes(join(location, name), text.encode(), suite.s3)
-    metrics = {
-        f"{slug(model)}/{mode}/{slug(dataset)}/{key}": value
-        for (model, dataset), report in reports.items()
-        for mode, block in report.modes.items()
-        for key, value in block["overall"].items()
-        if key != "sequences"
-    }
-    log_metrics(client, parent_id, metrics, step=0)
-    with tempfile.TemporaryDirectory() as folder:
+    with tracked_run(suite.mlflow, suite.name, tags={SUITE_TAG: suite.name}) as parent:
+        parent.log_params(flatten(to_dict(suite)))
+        pending = {key: submit(plan) for key, plan in plans.items()}  # every task queued at once
+        reports = {}
+        for key, refs in pending.items():
+            progress(f"{key[0]} on {key[1]}:")
+            report = collect(plans[key], refs, lambda line: progress(f"  {line}"))
+            reports[key] = write_report(plans[key].config, report, tags={PARENT_TAG: parent.run_id})
+        markdown, table = build_tables(suite, plans, reports)
+        location = join(suite.report, suite.name)
+        files = {"report.md": markdown, "report.csv": table}
         for name, text in files.items():
-            Path(folder, name).write_text(text)
-            client.log_artifact(parent_id, str(Path(folder, name)))
-    failed = any(r.failed for r in reports.values())
-    client.set_terminated(parent_id, status="FAILED" if failed else "FINISHED")
+            write_bytes(join(location, name), text.encode(), suite.s3)
+        parent.log_metrics(
+            {
+                f"{slug(model)}/{mode}/{slug(dataset)}/{key}": value
+                for (model, dataset), report in reports.items()
+                for mode, block in report.modes.items()
+                for key, value in block["overall"].items()
+                if key != "sequences"
+            }
+        )
+        parent.log_texts(files)
+        parent.status = "FAILED" if any(r.failed for r in reports.values()) else "FINISHED"
+    parent_id = parent.run_id
     return SuiteResult(suite.name, location, reports, markdown, parent_id)
 
 

@@ -12,8 +12,7 @@ from ..core.tracking import MlflowConfig
 from ..storage import S3Settings
 from ..video import DecodeOptions, OutputOptions
 from ..video.scenes import SceneCutOptions
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+from ..video.suffixes import VIDEO_SUFFIXES
 
 
 @dataclass

@@ -15,7 +15,6 @@ One job owns an output prefix at a time: the run starts by clearing
 from __future__ import annotations
 
 import contextlib
-import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..core.config import flatten, to_dict
-from ..core.tracking import ensure_experiment, log_metrics, log_params
+from ..core.session import start_ray
+from ..core.tracking import tracked_run
 from ..storage import StorageError, join
 from ..storage.objects import delete
 from .config import InferConfig
@@ -79,15 +79,13 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
 
 def _schedule(config: InferConfig, plan, progress) -> tuple[list[ManifestRow], float, float, int]:
     """Run the to-do units on the pool: (rows, makespan s, first actor ready s, peak actors)."""
-    import ray
 
     from .scheduler import InferScheduler
 
     rows: list[ManifestRow] = []
     if not plan.todo:
         return rows, 0.0, 0.0, 0
-    if not ray.is_initialized():  # Ray's INFO lines go to its log files, not the terminal
-        ray.init(log_to_driver=False, logging_level=logging.WARNING)
+    start_ray()
     with contextlib.suppress(StorageError):
         delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
     started = time.perf_counter()
@@ -98,30 +96,22 @@ def _schedule(config: InferConfig, plan, progress) -> tuple[list[ManifestRow], f
 
 
 def _track(config: InferConfig, result: InferResult) -> str:
-    from mlflow.tracking import MlflowClient
-
-    tracking_uri, experiment_id = ensure_experiment(config.mlflow)
-    client = MlflowClient(tracking_uri)
-    run = client.create_run(experiment_id, run_name="vda-infer", tags={"vda.job": "infer"})
-    run_id = run.info.run_id
-    log_params(client, run_id, flatten(to_dict(config)))
-    log_metrics(
-        client,
-        run_id,
-        {
-            "videos_done": result.count("done"),
-            "videos_failed": result.count("failed"),
-            "videos_skipped": result.count("skipped"),
-            "videos_outliers": len(result.outliers),
-            "frames": result.frames,
-            "seconds": result.seconds,
-            "frames_per_second": result.frames / result.seconds if result.seconds else 0.0,
-        },
-        step=0,
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        local = Path(folder) / "manifest.parquet"
-        pq.write_table(manifest_table(result.rows), local)
-        client.log_artifact(run_id, str(local))
-    client.set_terminated(run_id, status="FINISHED" if not result.count("failed") else "FAILED")
-    return run_id
+    with tracked_run(config.mlflow, "vda-infer", tags={"vda.job": "infer"}) as run:
+        run.log_params(flatten(to_dict(config)))
+        run.log_metrics(
+            {
+                "videos_done": result.count("done"),
+                "videos_failed": result.count("failed"),
+                "videos_skipped": result.count("skipped"),
+                "videos_outliers": len(result.outliers),
+                "frames": result.frames,
+                "seconds": result.seconds,
+                "frames_per_second": result.frames / result.seconds if result.seconds else 0.0,
+            }
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / "manifest.parquet"
+            pq.write_table(manifest_table(result.rows), local)
+            run.log_file(local)
+        run.status = "FAILED" if result.count("failed") else "FINISHED"
+    return run.run_id

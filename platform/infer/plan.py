@@ -15,8 +15,6 @@ million-video plan needs about 600 MB.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import statistics
 import uuid
 from collections.abc import Iterable
@@ -28,7 +26,6 @@ from ..core.config import ConfigError
 from ..core.progress import duration
 from ..storage import (
     StorageError,
-    exists,
     join,
     key_below,
     list_objects,
@@ -39,7 +36,8 @@ from ..storage import (
 )
 from ..storage.objects import delete, is_s3
 from ..video.decode import VideoDecodeError, probe_header
-from ..video.sequence import IMAGE_SUFFIXES, group_sequences
+from ..video.sequence import group_sequences
+from ..video.suffixes import FRAME_SUFFIXES
 from .config import InferConfig
 from .manifest import ManifestRow, committed_rows
 
@@ -92,11 +90,11 @@ def list_videos(config: InferConfig) -> list[dict[str, str]]:
         uris = [u for u in uris if u and not u.startswith("#")]
         prefix = None
     else:
-        suffixes = tuple(config.suffixes) + (IMAGE_SUFFIXES if config.sequences else ())
+        suffixes = tuple(config.suffixes) + (FRAME_SUFFIXES if config.sequences else ())
         listed = [o.uri for o in list_objects(config.input, suffixes, config.s3)]
         uris = [u for u in listed if u.lower().endswith(tuple(config.suffixes))]
         if config.sequences:  # each folder of images is one video, named by the folder
-            images = [u for u in listed if u.lower().endswith(IMAGE_SUFFIXES)]
+            images = [u for u in listed if u.lower().endswith(FRAME_SUFFIXES)]
             for folder, files in group_sequences(images).items():
                 uris.append(folder)
                 counts[folder] = len(files)
@@ -123,8 +121,7 @@ def units_from_uris(uris: Iterable[str], prefix: str | None) -> list[dict[str, A
 
 def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[str, dict]:
     """Fail before any cluster work on what the driver can see: (checkpoint sha256, model)."""
-    from vda.model import load_checkpoint
-    from vda.model.checkpoint import CheckpointError
+    from ..weights import read_weights
 
     probe = join(config.output, "_tmp", f"_probe-{uuid.uuid4().hex[:8]}")
     try:
@@ -135,23 +132,15 @@ def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[
         raise StorageError(
             f"the output prefix {config.output} does not take writes: {error}"
         ) from error
-    if not exists(config.checkpoint, config.s3):
-        raise StorageError(f"checkpoint {config.checkpoint} does not exist")
-    with open_input(config.checkpoint, config.s3) as handle:
-        data = handle.read()
-    stream = io.BytesIO(data)
-    stream.name = config.checkpoint  # a `metric_*` name marks a metric checkpoint
-    try:
-        model = load_checkpoint(stream)
-    except Exception as error:
-        raise CheckpointError(f"checkpoint {config.checkpoint} does not load: {error}") from error
+    weights = read_weights(config.checkpoint, config.s3)
+    model = weights.load_model()
     if config.outputs.ply and not model.config.metric:
         raise ConfigError(
             "outputs.ply: point clouds need metric depth, and "
             f"{config.checkpoint} predicts relative disparity (use a metric_* checkpoint)"
         )
     info = {"size": model.config.size, "metric": model.config.metric}
-    return hashlib.sha256(data).hexdigest(), info
+    return weights.sha256, info
 
 
 def plan_table(config: InferConfig, plan: JobPlan, fps: float | None = None) -> list[str]:

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
+from vda.model.inference import WindowConfig
+
 from ..storage import join
+from ..video.metadata import run_metadata
 from ..video.process import VideoResult
 from .config import InferConfig
 from .manifest import ManifestRow, read_row
 from .quality import signals
 
 
-def video_metadata(config: InferConfig, model: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """What ran, for metadata.json: the model, its checkpoint and the settings in force."""
-    return {
-        "model_size": model["size"],
-        "metric": model["metric"],
-        "checkpoint": config.checkpoint,
-        "checkpoint_sha256": model["sha256"],
-        "input_size": config.input_size,
-        "precision": model["precision"],  # what was computed in, not what was asked for
-        "device": model["device"],
-        "decode": {
-            "max_res": config.decode.max_res,
-            "target_fps": config.decode.target_fps,
-            "max_len": config.decode.max_len,
-        },
+def video_metadata(
+    config: InferConfig, model: dict[str, Any], alignments, **extra: Any
+) -> dict[str, Any]:
+    """What ran, for metadata.json (the schema `vda depth` writes too)."""
+    return run_metadata(
+        model_size=model["size"],
+        metric=model["metric"],
+        checkpoint=config.checkpoint,
+        checkpoint_sha256=model["sha256"],
+        input_size=config.input_size,
+        precision=model["precision"],
+        device=model["device"],
+        max_res=config.decode.max_res,
+        target_fps=config.decode.target_fps,
+        max_len=config.decode.max_len,
+        window=WindowConfig().length,
+        speed=config.speed,
+        alignments=alignments,
         **extra,
-    }
+    )
 
 
 def base_row(unit: dict[str, Any], config: InferConfig, model: dict[str, Any]) -> ManifestRow:
@@ -58,8 +63,3 @@ def finish_row(row: ManifestRow, produced: VideoResult, info, alignments, second
 def committed_row(config: InferConfig, video_id: str) -> ManifestRow | None:
     row = read_row(config.output, video_id, config.s3)
     return row if row is not None and row.status == "done" else None
-
-
-def alignments_of(alignments) -> list[dict[str, float]]:
-    """Per-window fit, as `vda depth` writes it too: a split video's must equal its single run's."""
-    return [asdict(a) for a in alignments]

@@ -11,13 +11,13 @@ from typing import Any
 from ..storage import exists, join, list_files, open_input, read_bytes
 from ..video import open_video
 from ..video.sequence import (
-    IMAGE_SUFFIXES,
     SIDECAR,
     ImageSequenceReader,
     decode_image,
     group_sequences,
     sidecar_fps,
 )
+from ..video.suffixes import FRAME_SUFFIXES
 from .config import InferConfig
 
 
@@ -84,7 +84,7 @@ class OpenedVideo:
 def _open_sequence(folder: str, config: InferConfig) -> ImageSequenceReader:
     files = [
         uri
-        for uri in list_files(folder, IMAGE_SUFFIXES, config.s3)
+        for uri in list_files(folder, FRAME_SUFFIXES, config.s3)
         if uri.rsplit("/", 1)[0] + "/" == folder
     ]
     files = group_sequences(files).get(folder, [])

@@ -15,7 +15,7 @@ from ..video.process import write_depths
 from . import segments
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
-from .records import alignments_of, base_row, committed_row, finish_row, video_metadata
+from .records import base_row, committed_row, finish_row, video_metadata
 from .sources import OpenedVideo
 
 
@@ -70,9 +70,7 @@ def stitch(
             produced = write_depths(
                 segments.stitched_frames(in_order(), load, aligner),
                 outputs,
-                metadata=lambda: video_metadata(
-                    config, model, alignments=alignments_of(aligner.alignments), segments=count
-                ),
+                metadata=lambda: video_metadata(config, model, aligner.alignments, segments=count),
                 rgb=rgb,
                 background=config.writer.background,
                 queue_frames=config.writer.queue_frames,

@@ -21,7 +21,6 @@ attempt (`scheduler.py`).
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import threading
@@ -35,13 +34,14 @@ import ray
 from vda.model.inference import WindowConfig
 
 from ..core.config import build
-from ..storage import exists, join, open_input, write_bytes
+from ..storage import exists, join, write_bytes
 from ..video import DepthOutputs, VideoDecodeError
 from ..video.process import depth_for_video
+from ..weights import read_weights
 from . import segments
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
-from .records import alignments_of, base_row, committed_row, finish_row, video_metadata
+from .records import base_row, committed_row, finish_row, video_metadata
 from .sources import OpenedVideo, threaded
 from .stitch import stitch
 
@@ -61,18 +61,13 @@ class VideoDepthWorker:
         with a deadline, and counts a failure here as a failed start)."""
         import torch
 
-        from vda.model import load_checkpoint
         from vda.model.inference import InferenceConfig, StreamingDepthEngine
 
         if self.config.fault.fail_start:
             raise RuntimeError("fault injection: this actor cannot start")
         actors = self.config.actors
         torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
-        with open_input(self.config.checkpoint, self.config.s3) as handle:
-            data = handle.read()
-        stream = io.BytesIO(data)
-        stream.name = self.config.checkpoint  # a `metric_*` name marks a metric checkpoint
-        model = load_checkpoint(stream)
+        model = read_weights(self.config.checkpoint, self.config.s3).load_model()
         device = "cuda" if torch.cuda.is_available() and actors.gpus_per_actor else "cpu"
         self.engine = StreamingDepthEngine(
             model,
@@ -146,9 +141,7 @@ class VideoDepthWorker:
                     self.engine,
                     self._maybe_die(threaded(reader.frames(), config.decode_prefetch)),
                     outputs,
-                    metadata=lambda: video_metadata(
-                        config, self.model, alignments=alignments_of(self.engine.alignments)
-                    ),
+                    metadata=lambda: video_metadata(config, self.model, self.engine.alignments),
                     background=config.writer.background,
                     queue_frames=config.writer.queue_frames,
                     scene_cuts=config.scene_cuts,

@@ -10,8 +10,7 @@ from vda.model.precision import Precision
 from ..core.tracking import MlflowConfig
 from ..infer.config import ActorConfig
 from ..storage import S3Settings
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+from ..video.suffixes import IMAGE_SUFFIXES
 
 
 @dataclass

@@ -18,8 +18,6 @@ is a failed row with its reason; the rest of its shard is written.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
 import time
@@ -29,18 +27,19 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..core.config import build, to_dict
+from ..core.progress import JobProgress
+from ..core.session import start_ray
 from ..data.shards import FORMAT_VERSION, SCHEMA, FrameRecord, encode_chunk, rows_to_table
 from ..storage import (
     StorageError,
-    exists,
     join,
     key_below,
     list_files,
-    open_input,
     open_output,
     read_bytes,
     write_bytes,
 )
+from ..weights import read_weights
 from .config import PseudoLabelConfig
 
 
@@ -73,16 +72,13 @@ class TeacherLabeler:
     def __init__(self, config: dict[str, Any], teacher_sha256: str) -> None:
         import torch
 
-        from vda.model import load_checkpoint
         from vda.model.inference import InferenceConfig
         from vda.model.precision import precision_used
 
         self.config = build(PseudoLabelConfig, config)
         actors = self.config.actors
         torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
-        with open_input(self.config.teacher, self.config.s3) as handle:
-            data = handle.read()
-        self.model = load_checkpoint(io.BytesIO(data)).eval()
+        self.model = read_weights(self.config.teacher, self.config.s3).load_model().eval()
         self.device = torch.device(
             "cuda" if torch.cuda.is_available() and actors.gpus_per_actor else "cpu"
         )
@@ -145,16 +141,12 @@ def run_pseudolabel(config: PseudoLabelConfig, progress=print) -> dict[str, Any]
     """Label every image not labelled yet; write and return the manifest."""
     import ray
 
-    from vda.model import load_checkpoint
-
     images = list_images(config)
     if not images:
         raise StorageError(f"no images ({', '.join(config.suffixes)}) under {config.input}")
-    if not exists(config.teacher, config.s3):
-        raise StorageError(f"teacher checkpoint {config.teacher} does not exist")
-    data = read_bytes(config.teacher, config.s3)
-    teacher = load_checkpoint(io.BytesIO(data))  # loads on the driver, or fails here
-    sha = hashlib.sha256(data).hexdigest()
+    weights = read_weights(config.teacher, config.s3)
+    teacher = weights.load_model()  # loads on the driver, or fails here
+    sha = weights.sha256
     prefix = None if config.input.endswith(".txt") else config.input
     names = [key_below(uri, prefix) for uri in images]
     if len(set(names)) != len(names):
@@ -178,10 +170,7 @@ def run_pseudolabel(config: PseudoLabelConfig, progress=print) -> dict[str, Any]
         f"{len(summaries)} done before, {len(todo)} to label"
     )
     if todo:
-        if not ray.is_initialized():
-            import logging
-
-            ray.init(log_to_driver=False, logging_level=logging.WARNING)
+        start_ray()
         actors = config.actors
         dataset = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
             TeacherLabeler,
@@ -191,14 +180,19 @@ def run_pseudolabel(config: PseudoLabelConfig, progress=print) -> dict[str, Any]
             num_cpus=actors.cpus_per_actor,
             num_gpus=actors.gpus_per_actor or None,
         )
+        report = JobProgress(len(todo), "vda pseudolabel", progress, unit="shards")
         for row in dataset.iter_rows():
             summary = json.loads(row["summary"])
             shard = int(summary["sequence"].split("-")[1])
             summaries[shard] = summary
-            progress(
-                f"vda pseudolabel: [{len(summaries)}/{len(groups)}] {summary['sequence']}: "
-                f"{summary['frames']} labelled, {len(summary['failed'])} failed"
+            report.item(
+                f"{summary['sequence']}: {summary['frames']} labelled, "
+                f"{len(summary['failed'])} failed"
             )
+            report.finished(True, summary["frames"])
+            report.tick()
+        report.final()
+        report.close()
     ordered = [summaries[g["shard"]] for g in groups]
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from ..storage import join
+from ..weights import CHECKPOINT_FILE
 
-CHECKPOINT_FILE = "checkpoint.pt"
 # Score of checkpoints taken before any validation. Finite on purpose: Ray keeps
 # reported metrics as JSON, where inf comes back as null and breaks the ranking
 # of checkpoints on restore; this ranks them last among the best K instead.
@@ -34,15 +34,9 @@ def read_checkpoint_state(checkpoint) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-def latest_stored_checkpoint(storage_path: str, name: str, settings=None):
-    """See `_latest_stored`: the checkpoint alone."""
-    found = _latest_stored(storage_path, name, settings)
-    return found[0] if found else None
-
-
-def _latest_stored(storage_path: str, name: str, settings=None):
+def latest_stored(storage_path: str, name: str, settings=None):
     """The newest checkpoint folder under `<storage_path>/<name>/` that holds a readable
-    state, as a `ray.train.Checkpoint`, or None.
+    state: (`ray.train.Checkpoint`, its state), or None.
 
     Ray Train resumes only from checkpoints its controller registered; a worker
     killed right after a report, or a trial restarted from scratch by Tune, can
@@ -87,16 +81,10 @@ def resume_state(registered, storage_path: str, name: str, settings=None):
     Each candidate is read once (a real head's state with its optimizer runs to GBs):
     the state read to prove a stored checkpoint whole is the one restored.
     """
-    stored = _latest_stored(storage_path, name, settings)
+    stored = latest_stored(storage_path, name, settings)
     if registered is None:
         return stored
     registered_state = read_checkpoint_state(registered)
     if stored is not None and progress(stored[1]) > progress(registered_state):
         return stored
     return registered, registered_state
-
-
-def resume_point(registered, storage_path: str, name: str, settings=None):
-    """The checkpoint of `resume_state`, or None."""
-    found = resume_state(registered, storage_path, name, settings)
-    return found[0] if found else None

@@ -10,7 +10,6 @@ the latest checkpoint) and worker restarts (`FailureConfig(max_failures)`).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import yaml
 
 from ..core.config import flatten, to_dict
-from ..core.tracking import ensure_experiment, find_run, log_params
+from ..core.session import start_ray
+from ..core.tracking import tracked_run
 from ..data.pipeline import build_clip_dataset, read_manifest
 from ..storage import resolve
 from .checkpoints import read_checkpoint_state
@@ -43,27 +43,6 @@ def _max_depth(manifest: dict[str, Any]) -> float:
     from vda.model.metrics import depth_cap
 
     return depth_cap(manifest.get("dataset", "synthetic"), manifest.get("max_depth"))
-
-
-def _mlflow_run(config: TrainConfig, tags: dict[str, str] | None = None) -> tuple[str, str]:
-    from mlflow.tracking import MlflowClient
-
-    tracking_uri, experiment_id = ensure_experiment(config.mlflow)
-    client = MlflowClient(tracking_uri)
-    run = find_run(client, experiment_id, RUN_TAG, config.name)
-    if run is None:
-        run = client.create_run(
-            experiment_id, run_name=config.name, tags={**(tags or {}), RUN_TAG: config.name}
-        )
-    elif run.info.status != "RUNNING":
-        client.update_run(run.info.run_id, status="RUNNING")
-    run_id = run.info.run_id
-    log_params(client, run_id, flatten(to_dict(config)))
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "train_config.yaml"
-        path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-        client.log_artifact(run_id, str(path))
-    return tracking_uri, run_id
 
 
 def _log_final_model(config: TrainConfig, tracking_uri: str, run_id: str, checkpoint) -> None:
@@ -94,7 +73,6 @@ def train(
     `callbacks` go to Ray Train (a sweep passes Tune's report callback);
     `mlflow_tags` mark the run when it is created (a sweep's parent run id).
     """
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -103,8 +81,7 @@ def train(
     for source in sources:
         read_manifest(source.path, config.s3)
     manifest = read_manifest(config.data.validation_set, config.s3)
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True, configure_logging=False)
+    start_ray()
     if datasets is None:
         clip = config.data.clip
         datasets = {
@@ -121,54 +98,50 @@ def train(
             datasets[dataset_key(index)] = build_clip_dataset(
                 source.path, own, train=True, settings=config.s3
             )
-    tracking_uri, run_id = _mlflow_run(config, mlflow_tags)
-    filesystem, storage_path = resolve(config.storage_path, config.s3)
-    if not config.storage_path.startswith("s3://"):
-        Path(storage_path).mkdir(parents=True, exist_ok=True)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "config": to_dict(config),
-            "mlflow_run_id": run_id,
-            "tracking_uri": tracking_uri,
-            "max_depth": _max_depth(manifest),
-        },
-        scaling_config=ScalingConfig(
-            num_workers=config.num_workers,
-            use_gpu=config.use_gpu,
-            resources_per_worker={"CPU": config.cpus_per_worker}
-            | ({"GPU": config.gpus_per_worker} if config.use_gpu else {}),
-            placement_strategy=config.placement_strategy,
-        ),
-        run_config=RunConfig(
-            name=config.name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=config.keep_checkpoints,
-                checkpoint_score_attribute="val_abs_rel",
-                checkpoint_score_order="min",
+    # a rerun with the same name logs on into the same run; the run ends FAILED if fit raises
+    with tracked_run(config.mlflow, config.name, mlflow_tags, resume_tag=RUN_TAG) as run:
+        tracking_uri, run_id = run.tracking_uri, run.run_id
+        run.log_params(flatten(to_dict(config)))
+        run.log_texts({"train_config.yaml": yaml.safe_dump(to_dict(config), sort_keys=False)})
+        filesystem, storage_path = resolve(config.storage_path, config.s3)
+        if not config.storage_path.startswith("s3://"):
+            Path(storage_path).mkdir(parents=True, exist_ok=True)
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "config": to_dict(config),
+                "mlflow_run_id": run_id,
+                "tracking_uri": tracking_uri,
+                "max_depth": _max_depth(manifest),
+            },
+            scaling_config=ScalingConfig(
+                num_workers=config.num_workers,
+                use_gpu=config.use_gpu,
+                resources_per_worker={"CPU": config.cpus_per_worker}
+                | ({"GPU": config.gpus_per_worker} if config.use_gpu else {}),
+                placement_strategy=config.placement_strategy,
             ),
-            callbacks=callbacks,
-        ),
-        datasets=datasets,
-    )
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    try:
+            run_config=RunConfig(
+                name=config.name,
+                storage_path=storage_path,
+                storage_filesystem=filesystem,
+                failure_config=FailureConfig(max_failures=config.max_failures),
+                checkpoint_config=CheckpointConfig(
+                    num_to_keep=config.keep_checkpoints,
+                    checkpoint_score_attribute="val_abs_rel",
+                    checkpoint_score_order="min",
+                ),
+                callbacks=callbacks,
+            ),
+            datasets=datasets,
+        )
         result = trainer.fit()
-    except Exception:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    # only checkpoints validated with their own weights rank (mid-epoch ones resume runs)
-    validated = [pair for pair in result.best_checkpoints or [] if pair[1].get("validated")]
-    best = min(validated, key=lambda pair: pair[1]["val_abs_rel"])[0] if validated else None
-    final = best or result.checkpoint
-    if final is not None:
-        _log_final_model(config, tracking_uri, run_id, final)
-    client.set_terminated(run_id, status="FINISHED")
+        # only checkpoints validated with their own weights rank (mid-epoch ones resume runs)
+        validated = [pair for pair in result.best_checkpoints or [] if pair[1].get("validated")]
+        best = min(validated, key=lambda pair: pair[1]["val_abs_rel"])[0] if validated else None
+        final = best or result.checkpoint
+        if final is not None:
+            _log_final_model(config, tracking_uri, run_id, final)
     return TrainResult(
         name=config.name,
         mlflow_run_id=run_id,

@@ -30,8 +30,8 @@ from vda.model.precision import autocast_dtype
 
 from ..core.config import build
 from ..data.pipeline import to_model_inputs
-from ..storage import open_input
-from .checkpoints import CHECKPOINT_FILE, NOT_VALIDATED, resume_state
+from ..weights import CHECKPOINT_FILE, read_weights
+from .checkpoints import NOT_VALIDATED, resume_state
 from .config import TrainConfig
 from .faults import maybe_fail
 from .placement import record_placement_group
@@ -74,13 +74,12 @@ class HeadTrainer:
         self.device = ray.train.torch.get_device()
         torch.manual_seed(config.seed)
         model = VideoDepthAnything(config.model)
-        if config.init:
-            with open_input(config.init, config.s3) as handle:
-                load_weights(model, handle)
+        if config.init:  # official, Depth Anything V2, timm or vda weights; a path or s3://
+            load_weights(model, read_weights(config.init, config.s3).stream())
         model.set_trainable(config.trainable)
         self.model = ray.train.torch.prepare_model(model)
         self.raw_model: VideoDepthAnything = getattr(self.model, "module", self.model)
-        params = [p for p in self.raw_model.parameters() if p.requires_grad]
+        params = list(self.raw_model.trainable_parameters())
         self.optimizer = torch.optim.AdamW(
             params, lr=config.optim.lr, weight_decay=config.optim.weight_decay
         )

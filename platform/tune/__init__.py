@@ -1,1 +1,1 @@
-"""Ray Tune sweeps over the training job."""
+"""Ray Tune sweeps over training (`sweep.py`) or over evaluation settings (`eval_sweep.py`)."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.config import ConfigError, apply_overrides, build, read_yaml
+from ..core.config import ConfigError, apply_overrides, build, read_config_data, read_yaml
 
 # What each epoch's report carries (HeadTrainer.run); a metric outside this set
 # is a typo that would otherwise fail only after the first trial has trained.
@@ -128,16 +128,9 @@ def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
 
 def load_sweep(path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> SweepConfig:
     """Sweep file (or inline mapping) <- overrides; the base training file folded in."""
-    import yaml
-
-    if path and str(path).lstrip().startswith("{"):
-        data = yaml.safe_load(str(path))
-        relative_to = None
-    elif path:
-        data, relative_to = read_yaml(path), Path(path).parent
-    else:
+    if not path:
         raise ConfigError("vda tune needs --config SWEEP.yaml (a search space has no default)")
-    if not isinstance(data, dict):
-        raise ConfigError("a sweep config must be a mapping")
+    data = read_config_data(path)
+    relative_to = None if str(path).lstrip().startswith("{") else Path(path).parent
     data = fold_base(apply_overrides(data, overrides), relative_to)
     return build(SweepConfig, data)

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from ..core.config import ConfigError, build, flatten, to_dict
-from ..core.tracking import ensure_experiment, log_params
+from ..core.session import start_ray
 from ..eval.config import EvalConfig
 from ..storage import join, resolve
 from ..storage.objects import is_s3
@@ -78,7 +78,7 @@ def _check(base: dict[str, Any], sampled: dict[str, Any], frames: int, where: st
 def validate_eval_space(sweep: SweepConfig) -> list[Dimension]:
     """Parse the space and check every value (and the discrete combinations) builds a valid
     eval config whose window fits the checkpoint; ConfigError names the key."""
-    from ..eval.job import load_model
+    from ..eval.plan import load_model
 
     try:
         base = build(EvalConfig, sweep.eval)
@@ -110,7 +110,9 @@ def run_eval_trial(sampled: dict[str, Any], context: EvalTrialContext) -> None:
     """Tune entry point: one evaluation with the sampled settings, reported once."""
     from ray import tune
 
-    from ..eval.job import plan_eval, score_in_process, write_report
+    from ..eval.job import score_in_process
+    from ..eval.plan import plan_eval
+    from ..eval.report import write_report
 
     trial_id = tune.get_context().get_trial_id()
     name = trial_name(context.sweep_name, trial_id)
@@ -147,79 +149,70 @@ def pin_eval_paths(data: dict[str, Any], tracking_uri: str) -> dict[str, Any]:
 
 def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
     import ray
-    from mlflow.tracking import MlflowClient
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     dimensions = validate_eval_space(sweep)  # bad input fails before any trial
     base = build(EvalConfig, sweep.eval)
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True, configure_logging=False)
-    tracking_uri, experiment_id = ensure_experiment(base.mlflow)
-    client = MlflowClient(tracking_uri)
-    parent_id = open_parent_run(client, experiment_id, sweep.name)
-    log_params(
-        client,
-        parent_id,
-        {
-            "kind": "eval", "metric": sweep.metric, "mode": sweep.mode,
-            **{f"space.{d.key}": d.describe() for d in dimensions},
-            **{f"base.{k}": v for k, v in flatten(sweep.eval).items()},
-        },
-    )  # fmt: skip
-    filesystem, storage_path = _storage(sweep.storage_path, base.s3)
-    sweep_root = join(sweep.storage_path if filesystem else storage_path, sweep.name)
-    context = EvalTrialContext(
-        sweep_name=sweep.name,
-        eval=pin_eval_paths(sweep.eval, tracking_uri),
-        report_root=join(sweep_root, "trials"),
-        parent_run_id=parent_id,
-    )
-    trainable = tune.with_resources(
-        tune.with_parameters(run_eval_trial, context=context), {"cpu": base.cpus_per_task}
-    )
-    tuner = restored_tuner(f"{storage_path.rstrip('/')}/{sweep.name}", trainable, filesystem)
-    resumed = tuner is not None
-    if resumed:
-        progress(f"resuming eval sweep {sweep.name} from {sweep_root}")
-    else:
-        concurrency = sweep.max_concurrent_trials or max(
-            1, math.floor(ray.cluster_resources().get("CPU", 1) / base.cpus_per_task)
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={d.key: d.to_tune() for d in dimensions},
-            tune_config=tune.TuneConfig(
-                metric=sweep.metric,
-                mode=sweep.mode,
-                num_samples=sweep.num_samples,
-                search_alg=BasicVariantGenerator(
-                    random_state=sweep.search.seed, max_concurrent=concurrency
-                ),
-                max_concurrent_trials=concurrency,
-            ),
-            run_config=tune.RunConfig(
-                name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem
-            ),
-        )
-    try:
-        grid = tuner.fit()
-    except Exception:
-        client.set_terminated(parent_id, status="FAILED")
-        raise
-    rows = sort_rows([_row(sweep, result) for result in grid], sweep.mode)
-    best = next((r for r in rows if r.value is not None and math.isfinite(r.value)), None)
-    files = {RESULTS_FILE: to_csv(rows, sweep.metric)}
-    if best is not None:
-        best_config = eval_trial_config(context.eval, best.sampled, name=best.name)
-        files[BEST_CONFIG_FILE] = yaml.safe_dump(to_dict(best_config), sort_keys=False)
-        files[BEST_TRIAL_FILE] = json.dumps(
-            {"trial_id": best.trial_id, "name": best.name, "metric": sweep.metric,
-             "mode": sweep.mode, "value": best.value, "sampled": best.sampled},
-            indent=2,
+    start_ray()
+    with open_parent_run(base.mlflow, sweep.name) as parent:  # FAILED if anything below raises
+        client, tracking_uri, parent_id = parent.client, parent.tracking_uri, parent.run_id
+        parent.log_params(
+            {
+                "kind": "eval", "metric": sweep.metric, "mode": sweep.mode,
+                **{f"space.{d.key}": d.describe() for d in dimensions},
+                **{f"base.{k}": v for k, v in flatten(sweep.eval).items()},
+            },
         )  # fmt: skip
-    publish(sweep_root, files, base.s3, client, parent_id)
-    return close_sweep(sweep, rows, best, sweep_root, client, parent_id, tracking_uri, resumed)
+        filesystem, storage_path = _storage(sweep.storage_path, base.s3)
+        sweep_root = join(sweep.storage_path if filesystem else storage_path, sweep.name)
+        context = EvalTrialContext(
+            sweep_name=sweep.name,
+            eval=pin_eval_paths(sweep.eval, tracking_uri),
+            report_root=join(sweep_root, "trials"),
+            parent_run_id=parent_id,
+        )
+        trainable = tune.with_resources(
+            tune.with_parameters(run_eval_trial, context=context), {"cpu": base.cpus_per_task}
+        )
+        tuner = restored_tuner(f"{storage_path.rstrip('/')}/{sweep.name}", trainable, filesystem)
+        resumed = tuner is not None
+        if resumed:
+            progress(f"resuming eval sweep {sweep.name} from {sweep_root}")
+        else:
+            concurrency = sweep.max_concurrent_trials or max(
+                1, math.floor(ray.cluster_resources().get("CPU", 1) / base.cpus_per_task)
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space={d.key: d.to_tune() for d in dimensions},
+                tune_config=tune.TuneConfig(
+                    metric=sweep.metric,
+                    mode=sweep.mode,
+                    num_samples=sweep.num_samples,
+                    search_alg=BasicVariantGenerator(
+                        random_state=sweep.search.seed, max_concurrent=concurrency
+                    ),
+                    max_concurrent_trials=concurrency,
+                ),
+                run_config=tune.RunConfig(
+                    name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem
+                ),
+            )
+        grid = tuner.fit()
+        rows = sort_rows([_row(sweep, result) for result in grid], sweep.mode)
+        best = next((r for r in rows if r.value is not None and math.isfinite(r.value)), None)
+        files = {RESULTS_FILE: to_csv(rows, sweep.metric)}
+        if best is not None:
+            best_config = eval_trial_config(context.eval, best.sampled, name=best.name)
+            files[BEST_CONFIG_FILE] = yaml.safe_dump(to_dict(best_config), sort_keys=False)
+            files[BEST_TRIAL_FILE] = json.dumps(
+                {"trial_id": best.trial_id, "name": best.name, "metric": sweep.metric,
+                 "mode": sweep.mode, "value": best.value, "sampled": best.sampled},
+                indent=2,
+            )  # fmt: skip
+        publish(sweep_root, files, base.s3, client, parent_id)
+        return close_sweep(sweep, rows, best, sweep_root, client, parent_id, tracking_uri, resumed)
 
 
 def _row(sweep: SweepConfig, result) -> TrialRow:

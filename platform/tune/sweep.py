@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from ..core.config import flatten, to_dict
-from ..core.tracking import ensure_experiment, find_run, log_metrics, log_params
+from ..core.session import start_ray
+from ..core.tracking import MlflowConfig, TrackedRun, find_run, log_metrics, tracked_run
 from ..storage import S3Settings, join, resolve, write_bytes
 from ..storage.objects import is_s3
 from ..train.config import TrainConfig
@@ -125,11 +126,7 @@ def _search_alg(sweep: SweepConfig, concurrency: int):
 
 
 def _parent_run(sweep: SweepConfig, train: TrainConfig, dimensions: list[Dimension]):
-    from mlflow.tracking import MlflowClient
-
-    tracking_uri, experiment_id = ensure_experiment(train.mlflow)
-    client = MlflowClient(tracking_uri)
-    run_id = open_parent_run(client, experiment_id, sweep.name)
+    parent = open_parent_run(train.mlflow, sweep.name)
     params = {
         "metric": sweep.metric, "mode": sweep.mode, "num_samples": sweep.num_samples,
         **{f"scheduler.{k}": v for k, v in to_dict(sweep.scheduler).items()},
@@ -137,18 +134,13 @@ def _parent_run(sweep: SweepConfig, train: TrainConfig, dimensions: list[Dimensi
         **{f"space.{d.key}": d.describe() for d in dimensions},
         **{f"base.{k}": v for k, v in flatten(sweep.train).items()},
     }  # fmt: skip
-    log_params(client, run_id, params)
-    return client, tracking_uri, experiment_id, run_id
+    parent.log_params(params)
+    return parent
 
 
-def open_parent_run(client, experiment_id: str, name: str) -> str:
+def open_parent_run(config: MlflowConfig, name: str) -> TrackedRun:
     """The sweep's parent run: found again by its tag on a rerun (and reopened), else new."""
-    run = find_run(client, experiment_id, SWEEP_TAG, name)
-    if run is None:
-        run = client.create_run(experiment_id, run_name=name, tags={SWEEP_TAG: name})
-    elif run.info.status != "RUNNING":
-        client.update_run(run.info.run_id, status="RUNNING")
-    return run.info.run_id
+    return tracked_run(config, name, resume_tag=SWEEP_TAG)
 
 
 def restored_tuner(experiment_path: str, trainable, filesystem):
@@ -222,64 +214,61 @@ def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
             f"metric {sweep.metric!r} is reported only at epoch ends, but mid-epoch checkpoint "
             f"reports (checkpoint_every_steps) carry only {STEP_METRICS}"
         )
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True, configure_logging=False)
-    client, tracking_uri, experiment_id, parent_id = _parent_run(sweep, base, dimensions)
-    filesystem, storage_path = _storage(sweep.storage_path, base.s3)
-    sweep_root = join(sweep.storage_path if filesystem else storage_path, sweep.name)
-    context = TrialContext(
-        sweep_name=sweep.name,
-        train=pin_paths(sweep.train, tracking_uri),
-        train_storage=join(sweep_root, "train"),
-        parent_run_id=parent_id,
-    )
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, context=context), trial_resources(sweep, base)
-    )
-    tuner = restored_tuner(f"{storage_path.rstrip('/')}/{sweep.name}", trainable, filesystem)
-    resumed = tuner is not None
-    if resumed:
-        progress(f"resuming sweep {sweep.name} from {sweep_root} (its original search space)")
-    else:
-        resources = ray.cluster_resources()
-        concurrency = concurrent_trials(sweep, base, resources)
-        if trial_cpus(sweep, base) > resources.get("CPU", 0):
-            progress(
-                f"warning: one trial needs {trial_cpus(sweep, base):g} CPUs (driver, data, "
-                f"workers) but the cluster has {resources.get('CPU', 0):g} now; trials wait "
-                "until it grows (lower cpus_per_worker, read_cpus or decode_cpus to fit)"
-            )
-        progress(f"sweep {sweep.name}: up to {concurrency} trial(s) at once")
-        tuner = tune.Tuner(
-            trainable,
-            param_space={d.key: d.to_tune() for d in dimensions},
-            tune_config=tune.TuneConfig(
-                metric=sweep.metric,
-                mode=sweep.mode,
-                num_samples=sweep.num_samples,
-                scheduler=_scheduler(sweep, base),
-                search_alg=_search_alg(sweep, concurrency),
-                max_concurrent_trials=concurrency,
-            ),
-            run_config=tune.RunConfig(
-                name=sweep.name,
-                storage_path=storage_path,
-                storage_filesystem=filesystem,
-                callbacks=[_reaper(context, base.s3)],
-            ),
+    start_ray()
+    with _parent_run(sweep, base, dimensions) as parent:  # FAILED if anything below raises
+        client, tracking_uri, parent_id = parent.client, parent.tracking_uri, parent.run_id
+        experiment_id = parent.experiment_id
+        filesystem, storage_path = _storage(sweep.storage_path, base.s3)
+        sweep_root = join(sweep.storage_path if filesystem else storage_path, sweep.name)
+        context = TrialContext(
+            sweep_name=sweep.name,
+            train=pin_paths(sweep.train, tracking_uri),
+            train_storage=join(sweep_root, "train"),
+            parent_run_id=parent_id,
         )
-    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, context=context), trial_resources(sweep, base)
+        )
+        tuner = restored_tuner(f"{storage_path.rstrip('/')}/{sweep.name}", trainable, filesystem)
+        resumed = tuner is not None
+        if resumed:
+            progress(f"resuming sweep {sweep.name} from {sweep_root} (its original search space)")
+        else:
+            resources = ray.cluster_resources()
+            concurrency = concurrent_trials(sweep, base, resources)
+            if trial_cpus(sweep, base) > resources.get("CPU", 0):
+                progress(
+                    f"warning: one trial needs {trial_cpus(sweep, base):g} CPUs (driver, data, "
+                    f"workers) but the cluster has {resources.get('CPU', 0):g} now; trials wait "
+                    "until it grows (lower cpus_per_worker, read_cpus or decode_cpus to fit)"
+                )
+            progress(f"sweep {sweep.name}: up to {concurrency} trial(s) at once")
+            tuner = tune.Tuner(
+                trainable,
+                param_space={d.key: d.to_tune() for d in dimensions},
+                tune_config=tune.TuneConfig(
+                    metric=sweep.metric,
+                    mode=sweep.mode,
+                    num_samples=sweep.num_samples,
+                    scheduler=_scheduler(sweep, base),
+                    search_alg=_search_alg(sweep, concurrency),
+                    max_concurrent_trials=concurrency,
+                ),
+                run_config=tune.RunConfig(
+                    name=sweep.name,
+                    storage_path=storage_path,
+                    storage_filesystem=filesystem,
+                    callbacks=[_reaper(context, base.s3)],
+                ),
+            )
         grid = tuner.fit()
-    except Exception:
-        client.set_terminated(parent_id, status="FAILED")
-        raise
-    rows = sort_rows(
-        [_row(sweep, result, base.s3) for result in grid], sweep.mode
-    )  # fmt: skip
-    _close_children(client, experiment_id, sweep, rows)
-    best = next((r for r in rows if r.value is not None and math.isfinite(r.value)), None)
-    _write_outputs(sweep, context, rows, best, base.s3, client, parent_id)
-    return close_sweep(sweep, rows, best, sweep_root, client, parent_id, tracking_uri, resumed)
+        rows = sort_rows(
+            [_row(sweep, result, base.s3) for result in grid], sweep.mode
+        )  # fmt: skip
+        _close_children(client, experiment_id, sweep, rows)
+        best = next((r for r in rows if r.value is not None and math.isfinite(r.value)), None)
+        _write_outputs(sweep, context, rows, best, base.s3, client, parent_id)
+        return close_sweep(sweep, rows, best, sweep_root, client, parent_id, tracking_uri, resumed)
 
 
 def close_sweep(
@@ -297,8 +286,7 @@ def close_sweep(
     summary = {f"trials_{status}": count for status, count in counts.items()}
     if best is not None:
         summary[f"best_{sweep.metric}"] = best.value
-    log_metrics(client, parent_id, summary, step=0)
-    client.set_terminated(parent_id, status="FINISHED")
+    log_metrics(client, parent_id, summary, step=0)  # the caller's `with` closes the run
     return SweepResult(sweep.name, rows, best, output, parent_id, tracking_uri, resumed)
 
 

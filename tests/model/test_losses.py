@@ -7,7 +7,6 @@ import torch
 
 from vda.model.losses import (
     LossConfig,
-    depth_to_disparity,
     masked_median,
     ssi_loss,
     tgm_loss,
@@ -257,9 +256,3 @@ def test_tgm_handles_more_than_2_pow_24_elements():
     mask = torch.ones_like(target, dtype=torch.bool)
     value = tgm_loss(target * 2, target, mask)
     assert torch.isfinite(value) and value.item() == pytest.approx(0.0, abs=1e-5)
-
-
-def test_depth_to_disparity_inverts_valid_pixels_only():
-    depth = torch.tensor([[2.0, 4.0, 0.0, 8.0]])
-    valid = torch.tensor([[True, True, True, False]])
-    assert depth_to_disparity(depth, valid).tolist() == [[0.5, 0.25, 0.0, 0.0]]

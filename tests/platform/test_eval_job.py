@@ -20,7 +20,7 @@ from vda.platform.data.pipeline import read_manifest
 from vda.platform.data.prepare import PrepareConfig, SyntheticOptions, prepare
 from vda.platform.eval.config import EvalConfig
 from vda.platform.eval.job import run_eval
-from vda.platform.eval.outputs import ground_truth
+from vda.platform.eval.outputs import read_sequence
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,8 @@ def test_ground_truth_fed_back_scores_perfectly_and_bad_sequences_are_recorded(
 ):
     manifest = read_manifest(heldout)
     good, missing, corrupt = (e["sequence"] for e in manifest["sequences"])
-    depth, valid, _, _ = ground_truth(heldout, manifest["sequences"][0])
+    truth = read_sequence(heldout, manifest["sequences"][0])
+    depth, valid = truth.depth, truth.valid
     disparity = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0)
     (tmp_path / "out" / good).mkdir(parents=True)
     np.savez_compressed(tmp_path / "out" / good / "depth.npz",

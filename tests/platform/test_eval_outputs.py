@@ -7,7 +7,8 @@ import pytest
 
 from vda.platform.data.pipeline import read_manifest
 from vda.platform.data.prepare import PrepareConfig, SyntheticOptions, prepare
-from vda.platform.eval.outputs import evaluate_outputs, ground_truth
+from vda.platform.eval.outputs import read_sequence
+from vda.platform.eval.scoring import evaluate_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,8 @@ def test_ground_truth_fed_back_scores_perfectly(tmp_path, ray_cluster):
     manifest = read_manifest(str(data))
     outputs = tmp_path / "outputs"
     for entry in manifest["sequences"]:
-        depth, valid, _, _ = ground_truth(str(data), entry)
+        truth = read_sequence(str(data), entry)
+        depth, valid = truth.depth, truth.valid
         disparity = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0)
         folder = outputs / entry["sequence"]
         folder.mkdir(parents=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from helpers import tiny_model
+from helpers import run_metadata_keys, tiny_model
 from videos import moving_frames, shot_frames, write_h264, write_mp4v
 
 from vda.jobs.cli import main
@@ -105,6 +105,7 @@ def test_archive_commits_good_videos_records_bad_ones_and_a_rerun_does_nothing(
         assert list_files(f"s3://{bucket}/depth/{name}", ("_SUCCESS.json", "preview.mp4"))
         meta = json.loads(read_bytes(f"s3://{bucket}/depth/{name}/metadata.json"))
         assert meta["precision"] == "fp32" and meta["device"] == "cpu"  # what ran, on a CPU
+        assert run_metadata_keys() <= set(meta) and meta["metadata_version"] == 2  # as vda depth
     for name in BROKEN:
         row = by_id[name.removesuffix(".mp4")]
         assert row.status == "failed" and "cannot open video" in row.error

@@ -49,3 +49,12 @@ def test_durations_read_as_a_person_reads_them():
     assert [duration(s) for s in (45, 89.4, 720, 5399, 12600)] == [
         "45 s", "89 s", "12 min", "90 min", "3.5 h",
     ]  # fmt: skip
+
+
+def test_a_job_without_frames_reports_no_frame_rate():
+    lines: list[str] = []
+    progress = JobProgress(3, "vda eval", lines.append, clock=Clock(), unit="sequences")
+    for _ in range(3):
+        progress.finished(ok=True)
+    progress.final()
+    assert lines[-1] == "vda eval: [3/3] 3 done, 0 failed, 0 to go; ETA -"

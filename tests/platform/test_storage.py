@@ -48,10 +48,12 @@ def test_file_uris_are_local_paths(tmp_path):
     assert read_bytes(f"file://{tmp_path}/f.txt") == b"x"
 
 
+@pytest.mark.integration  # the loopback S3 server
 def test_s3_over_loopback_http(bucket):
     _roundtrip(f"s3://{bucket}/prefix")
 
 
+@pytest.mark.integration  # the loopback S3 server
 def test_missing_key_is_a_clear_error(bucket, tmp_path):
     with pytest.raises(StorageError, match=rf"s3://{bucket}/nope.bin does not exist"):
         read_bytes(f"s3://{bucket}/nope.bin")
@@ -59,11 +61,13 @@ def test_missing_key_is_a_clear_error(bucket, tmp_path):
         read_bytes(str(tmp_path / "nope.bin"))
 
 
+@pytest.mark.integration  # the loopback S3 server
 def test_missing_bucket_fails_fast_with_its_name(s3_endpoint):
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
         list_files("s3://no-such-bucket/videos/")
 
 
+@pytest.mark.integration  # the loopback S3 server
 def test_unreachable_endpoint_fails_fast_without_secrets(s3_endpoint):
     settings = S3Settings(
         endpoint_url=f"http://127.0.0.1:{free_port()}", connect_timeout_s=1, max_attempts=1
