@@ -83,7 +83,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from vda.platform.core.session import VERBOSE_ENV, log_file, quiet_frameworks
+    from vda.platform.core.session import VERBOSE_ENV, quiet_frameworks
 
     args = build_parser().parse_args(argv)
     if args.verbose:
@@ -96,8 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(error, user_errors()):
             raise
         print(f"vda {job.name}: {error}", file=sys.stderr)
-        if log_file().exists():
-            print(f"vda {job.name}: the frameworks' log lines are in {log_file()}", file=sys.stderr)
         return 2
 
 

@@ -2,7 +2,7 @@
 
 Quiet by default: a job prints its own lines. Ray's, MLflow's and the other
 frameworks' log records and Python warnings go to `vda.log` in the session
-directory instead (its path is printed when a job fails); `vda --verbose ...`
+directory instead (`/tmp/vda-<uid>/session-<time>-<pid>/`); `vda --verbose ...`
 (or `VDA_VERBOSE=1`, which Ray workers inherit) leaves them on the terminal
 as the frameworks print them.
 

@@ -1,9 +1,11 @@
 """Reading a checkpoint from where the job says it is, as bytes with their hash.
 
-Why bytes in memory rather than a path: an s3:// checkpoint has no local path,
-and a job needs the hash anyway (it names the exact weights in every output
-and in the plan key of split videos). A vitl checkpoint is 1.3 GB, which an
-actor that loads the model holds briefly anyway.
+A reference is a released model's name (`vits`, `metric-vitl`, ...: `hub.py`),
+a file, a Ray Train checkpoint folder or a training run's folder, local or
+s3://. Why bytes in memory rather than a path: an s3:// checkpoint has no local
+path, and a job needs the hash anyway (it names the exact weights in every
+output and in the plan key of split videos). A vitl checkpoint is 1.3 GB,
+which an actor that loads the model holds briefly anyway.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vda.model.checkpoint import CheckpointError, is_metric_name, load_checkpoint, read_checkpoint
@@ -19,26 +22,29 @@ from vda.model.config import ModelConfig
 from vda.model.network import VideoDepthAnything
 
 from ..storage import S3Settings, StorageError, exists, join, list_files, open_input, stat
+from . import hub
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what `vda train` stores in each Ray Train checkpoint folder
 
 
 @dataclass(frozen=True)
 class Weights:
-    """A checkpoint's bytes, where they came from and their sha256."""
+    """A checkpoint's bytes, what was asked for, what was read and its sha256."""
 
-    uri: str
+    uri: str  # as the job was given it: a name, a path, an s3:// URI
     data: bytes = field(repr=False)
     sha256: str
+    source: str = ""  # the file read: the URI, or hf://<repo>/<file> for a released name
+    license: str | None = None  # a released model's license; None: the user's own file
 
     @property
     def metric(self) -> bool:
         """The official release names its metric checkpoints `metric_*`."""
-        return is_metric_name(self.uri)
+        return is_metric_name(self.source or self.uri)
 
     def stream(self) -> io.BytesIO:
         stream = io.BytesIO(self.data)
-        stream.name = self.uri  # named in errors, and a `metric_*` name marks metric depth
+        stream.name = self.source or self.uri  # named in errors; `metric_*` marks metric depth
         return stream
 
     def read(self) -> Mapping[str, Any]:
@@ -58,11 +64,18 @@ class Weights:
 
 
 def read_weights(uri: str, settings: S3Settings | None = None) -> Weights:
-    """The checkpoint `uri` names (`checkpoint_file`); StorageError if there is none."""
-    uri = checkpoint_file(str(uri), settings)
-    with open_input(uri, settings) as handle:
+    """The checkpoint `uri` names: a released name through the Hub cache, else
+    `checkpoint_file`; StorageError if there is none."""
+    uri = str(uri)
+    if hub.is_release_name(uri):
+        release = hub.released(uri)
+        data = Path(hub.fetch(uri)).read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        return Weights(uri, data, sha, source=release.source, license=release.license)
+    found = checkpoint_file(uri, settings)
+    with open_input(found, settings) as handle:
         data = handle.read()
-    return Weights(uri, data, hashlib.sha256(data).hexdigest())
+    return Weights(uri, data, hashlib.sha256(data).hexdigest(), source=found)
 
 
 def checkpoint_file(uri: str, settings: S3Settings | None = None) -> str:
