@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.bench == "inference":
-        from vda.platform.bench.inference import run_inference_bench
+        from vda.platform.bench.engine_speed import run_inference_bench
 
         report = run_inference_bench(
             size=args.size,
@@ -94,30 +94,30 @@ def run(args: argparse.Namespace) -> int:
             engine=args.engine,
         )
     elif args.bench == "train":
-        from vda.platform.bench.train import run_train_bench
+        from vda.platform.bench.train_data_wait import run_train_bench
 
         report = run_train_bench(args.data, args.steps, args.workers, args.size, args.side)
     elif args.bench == "infer" and args.long:
-        from vda.platform.bench.infer import run_split_bench
+        from vda.platform.bench.bulk_throughput import run_split_bench
 
         report = run_split_bench(
             args.long_frames, args.short_videos, args.short_frames, args.actors, args.side,
             args.size, args.input_size, args.segment_frames,
         )  # fmt: skip
     elif args.bench == "infer" and args.many:
-        from vda.platform.bench.infer_overhead import run_many_bench
+        from vda.platform.bench.bulk_overhead import run_many_bench
 
         report = run_many_bench(args.many, args.frames, args.side, args.size, args.input_size)
     elif args.bench == "infer" and args.stages:
-        from vda.platform.bench.infer_stages import run_stage_bench
+        from vda.platform.bench.bulk_stages import run_stage_bench
 
         report = run_stage_bench(args.frames, args.width, args.height, 518)
     elif args.bench == "plan":
-        from vda.platform.bench.infer_overhead import run_plan_bench
+        from vda.platform.bench.bulk_overhead import run_plan_bench
 
         report = run_plan_bench(args.videos)
     elif args.bench == "infer":
-        from vda.platform.bench.infer import run_infer_bench
+        from vda.platform.bench.bulk_throughput import run_infer_bench
 
         report = run_infer_bench(args.videos, args.frames, args.side, args.size, args.input_size)
     else:  # pragma: no cover - argparse restricts the choices

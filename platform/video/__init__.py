@@ -6,8 +6,8 @@ from .decode import (
     VideoDecodeError,
     VideoInfo,
     VideoReader,
-    open_video,
 )
+from .opener import open_video
 from .writers import DepthOutputs, OutputOptions
 
 __all__ = [

@@ -274,26 +274,3 @@ def probe_header(source: IO[bytes], name: str = "<stream>") -> VideoHeader:
             return VideoHeader(frames or None, seconds, fps)
     except (av.error.FFmpegError, IndexError, ValueError) as error:
         raise VideoDecodeError(f"cannot read the header of {name!r}: {error}") from error
-
-
-def open_video(
-    source: str | Path | IO[bytes],
-    options: DecodeOptions | None = None,
-    name: str | None = None,
-    sequence_fps: float | None = None,
-) -> VideoReader:
-    """Open a local path or a readable binary stream as a VideoReader.
-
-    A local folder is an image sequence (`ImageSequenceReader`, same interface).
-    """
-    if name is None:
-        name = (
-            str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
-        )
-    if isinstance(source, (str, Path)) and Path(source).is_dir():
-        from .sequence import open_folder
-
-        return open_folder(Path(source), options or DecodeOptions(), name, sequence_fps)
-    if isinstance(source, (str, Path)) and not Path(source).is_file():
-        raise VideoDecodeError(f"video {name!r} does not exist")
-    return VideoReader(source, options or DecodeOptions(), name)

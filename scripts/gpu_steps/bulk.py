@@ -133,7 +133,7 @@ def _write_archive(folder: Path, videos: int, frames: int, side: int) -> list[Pa
     """Short H.264 mp4s of a sliding texture (the benchmarks' synthetic frames)."""
     import numpy as np
 
-    from vda.platform.bench.inference import synthetic_frames
+    from vda.platform.bench.engine_timing import synthetic_frames
     from vda.platform.video.writers import write_video
 
     folder.mkdir(parents=True, exist_ok=True)

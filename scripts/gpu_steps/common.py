@@ -103,7 +103,7 @@ def accuracy_model(size: str, seed: int = 0) -> VideoDepthAnything:
     """A model of `size` with every weight random (tests/helpers.py `randomize`), built from
     its config, no weights loaded.
 
-    Not the benchmarks' `_random_model`: its output is a near-flat ~1.0 (range ~6% of the
+    Not the benchmarks' `random_model`: its output is a near-flat ~1.0 (range ~6% of the
     value), over which bf16's own rounding of the output alone is several percent, so a
     comparison "of the range" would measure the weights, not the arithmetic.
     """
@@ -140,11 +140,11 @@ def _engine_depth(
     """(depth of every frame, seconds, frames encoded) of a fresh engine on a copy of
     `master` (an engine takes its model over: device, channels-last head)."""
     from vda.model.inference import InferenceConfig, StreamingDepthEngine
-    from vda.platform.bench.inference import _timed_run
+    from vda.platform.bench.engine_timing import timed_run
 
     config = InferenceConfig(input_size=input_size, precision=precision, speed=speed)
     engine = StreamingDepthEngine(copy.deepcopy(master), config, device=device)
-    depth, seconds, _ = _timed_run(engine, frames, height, width)
+    depth, seconds, _ = timed_run(engine, frames, height, width)
     return depth, seconds, engine.encoder_calls
 
 
@@ -158,7 +158,7 @@ def _peak_memory_mib(device: str) -> float:
 
     if _is_cuda(device):
         return torch.cuda.max_memory_allocated(device) / 2**20
-    from vda.platform.bench.inference import peak_rss_mib
+    from vda.platform.bench.engine_memory import peak_rss_mib
 
     return peak_rss_mib()
 

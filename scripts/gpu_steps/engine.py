@@ -159,7 +159,7 @@ def check_latency(
 
     from vda.model.inference import InferenceConfig, SpeedOptions
     from vda.model.precision import precision_used
-    from vda.platform.bench.inference import run_engine
+    from vda.platform.bench.engine_timing import run_engine
 
     cuda = _is_cuda(device)
     figures: dict[str, Any] = {

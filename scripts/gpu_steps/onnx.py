@@ -52,7 +52,7 @@ def _onnx(device: str, size: str, side: int, frames: int, input_size: int, root:
     from vda.model.onnx_export import ExportSettings, export_onnx
     from vda.model.onnx_runtime import OnnxNetwork
     from vda.model.transforms import effective_input_size, network_size
-    from vda.platform.bench.inference import run_engine
+    from vda.platform.bench.engine_timing import run_engine
 
     master = accuracy_model(size)
     config = InferenceConfig(input_size=input_size, precision="fp32")
