@@ -32,14 +32,7 @@ from vda.platform.video.pointcloud import Intrinsics, sidecar_intrinsics
 from vda.platform.video.process import depth_for_video
 from vda.platform.video.scenes import SceneCutOptions
 from vda.platform.weights import read_weights
-
-WEIGHTS_HELP = (
-    "vda depth needs model weights: pass --checkpoint PATH. The official ones are "
-    "video_depth_anything_{vits,vitb,vitl}.pth (and metric_video_depth_anything_*.pth) from the "
-    "Video Depth Anything release (github.com/DepthAnything/Video-Depth-Anything, also on "
-    "Hugging Face as depth-anything/Video-Depth-Anything-Small/-Base/-Large); a checkpoint "
-    "written by `vda train` works too. Nothing is downloaded automatically."
-)
+from vda.platform.weights.hub import released
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frame rate of image-sequence folders (else their sequence.json, else 24)",
     )  # fmt: skip
     parser.add_argument(
-        "--checkpoint",
-        help="official VDA or vda checkpoint, a path or an s3:// URI "
-        "(with --engine onnx: NAME.onnx from `vda export`)",
+        "--checkpoint", default="vits",
+        help="a released model by name (vits, vitb, vitl, metric-vits, metric-vitb, metric-vitl; "
+        "fetched once into the Hugging Face cache; default vits, Apache-2.0), or an official "
+        "VDA or vda checkpoint file, local or s3:// (with --engine onnx: NAME.onnx from "
+        "`vda export`)",
     )  # fmt: skip
     parser.add_argument(
         "--engine", choices=("torch", "onnx"), default="torch",
@@ -104,18 +99,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.checkpoint is None:
-        print(WEIGHTS_HELP, file=sys.stderr)
-        return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.engine == "onnx":
         from vda.model.onnx_runtime import OnnxNetwork
 
         model = OnnxNetwork(args.checkpoint, device)
-        checkpoint_hash = file_sha256(args.checkpoint)
-    else:  # a local path or an s3:// URI, read and hashed as every job reads weights
+        checkpoint_hash, source, license = file_sha256(args.checkpoint), args.checkpoint, None
+    else:  # a released name, a path or an s3:// URI, read and hashed as every job reads them
         weights = read_weights(args.checkpoint)
         model, checkpoint_hash = weights.load_model(), weights.sha256
+        source, license = weights.source, weights.license
+        if license:
+            print(
+                f"checkpoint {args.checkpoint} = {source}: license {released(args.checkpoint).terms}"
+            )
     config = InferenceConfig(
         window=WindowConfig(length=args.window),
         input_size=args.input_size,
@@ -174,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
                             speed=config.speed,
                             alignments=engine.alignments,
                             engine=args.engine,
+                            checkpoint_source=source,
+                            checkpoint_license=license,
                         ),
                         on_frame=lambda _: bar.update(1),
                         scene_cuts=SceneCutOptions(args.scene_cuts, args.scene_threshold),

@@ -2,7 +2,7 @@
 
     vda infer --input s3://archive/videos/ --output s3://archive/depth/ --checkpoint CKPT
 
-Writes per-video outputs (see README) and a manifest; a rerun processes only
+Writes per-video outputs (docs/depth.md) and a manifest; a rerun processes only
 what is not committed yet. Exit status: 2 when no actor (or fewer than
 actors.min_actors) could start; 1 on failed videos only with --fail-on-error.
 """
@@ -20,7 +20,11 @@ from .options import add_config_arguments, print_config, resolve_config
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", help="prefix of videos (local or s3://) or a .txt list")
     parser.add_argument("--output", help="output prefix (local or s3://)")
-    parser.add_argument("--checkpoint", help="model checkpoint (local or s3://)")
+    parser.add_argument(
+        "--checkpoint",
+        help="a released model by name (default vits; vitb, vitl, metric-vit*) or a checkpoint, "
+        "local or s3://",
+    )
     parser.add_argument("--fail-on-error", action="store_true", default=None)
     parser.add_argument(
         "--plan", action="store_true",

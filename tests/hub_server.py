@@ -67,7 +67,8 @@ class HubServer:
         return self.files.get((repo, name))
 
     def downloads(self) -> int:
-        return sum(1 for method, _ in self.requests if method == "GET")
+        """GETs of files (the client also asks the Hub's API for other things)."""
+        return sum(1 for method, path in self.requests if method == "GET" and "/resolve/" in path)
 
     def __enter__(self) -> HubServer:
         self._thread.start()

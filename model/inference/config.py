@@ -72,7 +72,7 @@ class WindowConfig:
 
 @dataclass
 class SpeedOptions:
-    """The engine's speed levers, each measured by `vda bench inference` (README).
+    """The engine's speed levers, each measured by `vda bench inference` (docs/benchmarks.md).
 
     None changes the depth beyond float32 rounding (tests hold every one to
     1e-5 of the depth range against `baseline()`). Defaults are what paid on

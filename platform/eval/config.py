@@ -21,7 +21,7 @@ class EvalConfig:
     name: str = "vda-eval"  # report folder and MLflow run name
     dataset: str = "data/synthetic"  # a prepared data set (local or s3://)
     checkpoint: str | None = (
-        None  # a model to run: vda train checkpoint (file or folder), VDA, DAv2
+        None  # a model to run: a released name, vda train checkpoint (file or folder), VDA, DAv2
     )
     outputs: str | None = None  # or: a finished `vda infer` output prefix to score
     # the outputs hold metric depth; default: their metadata.json says (depth_kind)

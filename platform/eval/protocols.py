@@ -88,7 +88,7 @@ class Preset:
     sequences: tuple[str, ...] = ()  # a named subset (NYUv2's eight scenes)
     tae: bool = False
     tae_variant: str = "official"
-    tae_crop_intrinsics: bool = False  # the official TAE keeps the uncropped K (see README)
+    tae_crop_intrinsics: bool = False  # the official TAE keeps the uncropped K (docs/eval.md)
     ground_truth_scale: str = ""  # how the official extraction stores depth (for `vda prepare`)
     source: str = ""
 

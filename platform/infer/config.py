@@ -76,7 +76,9 @@ class InferFault:
 class InferConfig:
     input: str = ""  # prefix of videos (local or s3://), or a .txt list of URIs
     output: str = ""  # output prefix
-    checkpoint: str = ""  # official VDA or vda checkpoint (local or s3://)
+    # a released model by name (vits, vitl, metric-vitl, ...: each actor fetches it into its
+    # node's Hugging Face cache), or an official VDA / vda checkpoint, local or s3://
+    checkpoint: str = "vits"
     suffixes: tuple[str, ...] = VIDEO_SUFFIXES
     # image files under `input` grouped by folder, each folder one video (VFX plates)
     sequences: bool = False

@@ -65,6 +65,8 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
     plan = plan_job(config)  # before Ray: a bad prefix or checkpoint fails at once
     earlier = plan.earlier
     progress(f"vda infer: {plan.summary()}")
+    if plan.weights_line():
+        progress(f"vda infer: {plan.weights_line()}")
     with OutputLease(config.output, config.lease_s, config.s3):  # LeaseHeld: another job
         rows, scheduled, startup, peak = _schedule(config, plan, progress)
         by_id = {**earlier, **{r.video_id: r for r in rows}}

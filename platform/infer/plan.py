@@ -61,6 +61,12 @@ class JobPlan:
             f"before (retry_failed=true retries them), {len(self.todo)} to process"
         )
 
+    def weights_line(self) -> str | None:
+        """The released model and its license, said before any work starts."""
+        if not self.model.get("license"):
+            return None
+        return f"checkpoint {self.model['name']} = {self.model['source']}: license {self.model['terms']}"
+
 
 def plan_job(config: InferConfig, check_writes: bool = True) -> JobPlan:
     videos = list_videos(config)
@@ -122,6 +128,7 @@ def units_from_uris(uris: Iterable[str], prefix: str | None) -> list[dict[str, A
 def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[str, dict]:
     """Fail before any cluster work on what the driver can see: (checkpoint sha256, model)."""
     from ..weights import read_weights
+    from ..weights.hub import is_release_name, published_sha256, released
 
     probe = join(config.output, "_tmp", f"_probe-{uuid.uuid4().hex[:8]}")
     try:
@@ -132,15 +139,23 @@ def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[
         raise StorageError(
             f"the output prefix {config.output} does not take writes: {error}"
         ) from error
-    weights = read_weights(config.checkpoint, config.s3)
-    model = weights.load_model()
-    if config.outputs.ply and not model.config.metric:
+    if is_release_name(config.checkpoint):  # each actor fetches it into its node's cache
+        release = released(config.checkpoint)
+        sha = published_sha256(config.checkpoint)
+        metric = release.name.startswith("metric-")
+        info = {"size": release.name.removeprefix("metric-"), "metric": metric,
+                "name": release.name, "source": release.source, "license": release.license,
+                "terms": release.terms}  # fmt: skip
+    else:
+        weights = read_weights(config.checkpoint, config.s3)
+        model = weights.load_model()
+        sha, info = weights.sha256, {"size": model.config.size, "metric": model.config.metric}
+    if config.outputs.ply and not info["metric"]:
         raise ConfigError(
             "outputs.ply: point clouds need metric depth, and "
-            f"{config.checkpoint} predicts relative disparity (use a metric_* checkpoint)"
+            f"{config.checkpoint} predicts relative disparity (use a metric checkpoint)"
         )
-    info = {"size": model.config.size, "metric": model.config.metric}
-    return weights.sha256, info
+    return sha, info
 
 
 def plan_table(config: InferConfig, plan: JobPlan, fps: float | None = None) -> list[str]:

@@ -32,6 +32,8 @@ def video_metadata(
         window=WindowConfig().length,
         speed=config.speed,
         alignments=alignments,
+        checkpoint_source=model.get("source", ""),
+        checkpoint_license=model.get("license"),
         **extra,
     )
 

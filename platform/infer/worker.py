@@ -31,6 +31,7 @@ from typing import Any
 
 import ray
 
+from vda.model.checkpoint import CheckpointError
 from vda.model.inference import WindowConfig
 
 from ..core.config import build
@@ -67,7 +68,13 @@ class VideoDepthWorker:
             raise RuntimeError("fault injection: this actor cannot start")
         actors = self.config.actors
         torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
-        model = read_weights(self.config.checkpoint, self.config.s3).load_model()
+        weights = read_weights(self.config.checkpoint, self.config.s3)  # a name: this node's cache
+        if weights.sha256 != self.sha:
+            raise CheckpointError(
+                f"checkpoint {self.config.checkpoint} changed since the job started "
+                f"(sha256 {self.sha[:12]}... then, {weights.sha256[:12]}... on this node)"
+            )
+        model = weights.load_model()
         device = "cuda" if torch.cuda.is_available() and actors.gpus_per_actor else "cpu"
         self.engine = StreamingDepthEngine(
             model,
@@ -85,6 +92,8 @@ class VideoDepthWorker:
             "sha256": self.sha,
             "precision": self.engine.precision,
             "device": str(self.engine.device),
+            "source": weights.source,
+            "license": weights.license,
         }
         return {**self.model, "node": self.node}
 

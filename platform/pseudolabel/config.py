@@ -17,7 +17,7 @@ from ..video.suffixes import IMAGE_SUFFIXES
 class PseudoLabelConfig:
     input: str = ""  # prefix of images (local or s3://), or a .txt list of URIs
     output: str = ""  # the data set to write (clip shards + manifest.json)
-    teacher: str = ""  # any checkpoint `load_checkpoint` reads (local or s3://)
+    teacher: str = ""  # a released model by name, or a checkpoint file (local or s3://)
     suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     input_size: int = 518
     precision: Precision = "auto"  # vda.model.precision: fp16 on CUDA, fp32 off CUDA

@@ -36,17 +36,22 @@ def run_metadata(
     speed: Any,
     alignments: list[Any],
     engine: str = "torch",
+    checkpoint_source: str = "",
+    checkpoint_license: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """What ran. `precision` and `device` are what computed, not what was asked for (a CPU
-    run asked for fp16 computes fp32); `alignments` are the per-window fits (dataclasses or
-    dicts) in window order."""
+    """What ran. `checkpoint` is as the job was given it (a released name, a path, a URI),
+    `checkpoint_source` the file read; `precision` and `device` are what computed, not what
+    was asked for (a CPU run asked for fp16 computes fp32); `alignments` are the per-window
+    fits (dataclasses or dicts) in window order."""
     return {
         "metadata_version": METADATA_VERSION,
         "model_size": model_size,
         "metric": metric,
         "checkpoint": checkpoint,
         "checkpoint_sha256": checkpoint_sha256,
+        "checkpoint_source": checkpoint_source or checkpoint,  # the file read (hf:// for names)
+        "checkpoint_license": checkpoint_license,  # a released model's; None: the user's own
         "input_size": input_size,
         "precision": precision,
         "device": device,

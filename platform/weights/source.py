@@ -22,7 +22,7 @@ from vda.model.config import ModelConfig
 from vda.model.network import VideoDepthAnything
 
 from ..storage import S3Settings, StorageError, exists, join, list_files, open_input, stat
-from . import hub
+from .hub import fetch, is_release_name, released
 
 CHECKPOINT_FILE = "checkpoint.pt"  # what `vda train` stores in each Ray Train checkpoint folder
 
@@ -67,9 +67,9 @@ def read_weights(uri: str, settings: S3Settings | None = None) -> Weights:
     """The checkpoint `uri` names: a released name through the Hub cache, else
     `checkpoint_file`; StorageError if there is none."""
     uri = str(uri)
-    if hub.is_release_name(uri):
-        release = hub.released(uri)
-        data = Path(hub.fetch(uri)).read_bytes()
+    if is_release_name(uri):
+        release = released(uri)
+        data = Path(fetch(uri)).read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         return Weights(uri, data, sha, source=release.source, license=release.license)
     found = checkpoint_file(uri, settings)
