@@ -67,12 +67,19 @@ def test_depth_job_writes_every_output_format(tmp_path, checkpoint):
         assert len(decoded) == 40 and decoded[0].shape == (28, width, 3)
 
 
-def test_depth_job_without_weights_says_where_they_come_from(tmp_path, capsys):
+def test_depth_job_offline_without_cached_weights_says_where_they_come_from(
+    tmp_path, capsys, monkeypatch
+):
+    # the default model, offline, with an empty cache: one line naming the file and the fix
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     video = write_mp4v(tmp_path / "clip.mp4", moving_frames(3, 28, 28))
     assert main(["depth", str(video)]) == 2
     err = capsys.readouterr().err
-    assert "--checkpoint" in err and "video_depth_anything_" in err
-    assert "Video Depth Anything release" in err
+    assert err.count("\n") == 1 and err.startswith("vda depth: checkpoint vits: HF_HUB_OFFLINE")
+    assert "video_depth_anything_vits.pth is not in the Hugging Face cache" in err
+    assert "huggingface.co/depth-anything/Video-Depth-Anything-Small" in err
 
 
 def test_depth_job_reports_a_broken_video_and_finishes_the_rest(tmp_path, checkpoint, capsys):

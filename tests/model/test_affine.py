@@ -67,6 +67,15 @@ def test_a_prediction_without_spread_keeps_scale_1_and_moves_onto_the_target_mea
     assert fit_affine(nearly, target)[0] == 1.0
 
 
+def test_the_window_fit_residual_is_rms_error_over_the_reference_magnitude():
+    from vda.model.inference import fit_residual
+
+    # errors 0 and 2 against a reference of mean magnitude 2: sqrt((0 + 4) / 2) / 2
+    residual = fit_residual(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 3.0]), 1.0, 0.0)
+    assert residual == pytest.approx(2**0.5 / 2)
+    assert fit_residual(torch.ones(3), torch.ones(3) * 2, 2.0, 0.0) == 0.0  # a perfect fit
+
+
 def test_no_valid_pixel_is_an_error_not_a_number():
     with pytest.raises(ValueError, match="no valid pixels"):
         fit_affine(np.ones(3), np.ones(3), np.zeros(3, dtype=bool))

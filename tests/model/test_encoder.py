@@ -74,6 +74,7 @@ def test_encoder_matches_timm_dinov2_at_the_pretraining_resolution():
         theirs = reference.forward_intermediates(
             image, indices=[2, 11], norm=True, output_fmt="NLC", intermediates_only=True
         )
+    assert len(ours) == len(theirs) == 2  # both taps, compared below
     for got, want in zip(ours, theirs):
         want = want.reshape(1, -1, 384)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

@@ -44,7 +44,7 @@ def test_onnx_export_that_fails_its_check_keeps_no_file(tmp_path):
 @pytest.mark.long  # 35 s here; the refusal path is also covered by the failed-check test
 def test_onnx_dynamic_size_is_refused_with_the_reason(tmp_path):
     settings = ExportSettings(frames=2, height=28, width=42, dynamic=True)
-    with pytest.raises(OnnxExportError):
+    with pytest.raises(OnnxExportError, match="Dynamic H and W do not survive"):
         export_onnx(tiny_model(seed=42), tmp_path / "m.onnx", settings)
     assert list(tmp_path.iterdir()) == []
 

@@ -100,7 +100,9 @@ def test_split_video_stitches_to_the_single_engine_output_and_a_failed_segment_i
 
     # run 2: only the missing segment runs, then the stitch commits the video
     lines.clear()
-    second = run_infer(_config(bucket, tmp_path, retry_failed=True), lines.append)
+    # (segments 0, 1 and 3 would kill their actor if they ran again: only segment 2 may run)
+    redo = {"crash_videos": ["long#0", "long#1", "long#3"]}
+    second = run_infer(_config(bucket, tmp_path, retry_failed=True, fault=redo), lines.append)
     rows = {r.video_id: r for r in second.rows}
     assert rows["long"].status == "done" and rows["long"].segments == 4
     assert rows["long"].frames == LONG and not rows["short"].processed

@@ -164,6 +164,9 @@ def test_asha_sweep_stops_the_weak_trial_and_tracks_every_trial(
     assert set(_children(client, parent.info.run_id)) == set(children)
 
 
+# make test: test_checkpoints covers the choice of the checkpoint to resume from, test_train's
+# killed worker the restart from it, and the ASHA test a sweep's rerun
+@pytest.mark.long
 def test_interrupted_sweep_resumes_its_unfinished_trial(
     tmp_path, synthetic_shards, shards_bucket, two_node_cluster
 ):

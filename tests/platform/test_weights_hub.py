@@ -40,6 +40,8 @@ def test_a_name_downloads_once_into_the_cache_and_then_works_offline(hub, monkey
     hub.files[(small.repo_id, small.filename)] = data = _official_bytes(1)
     hub.files[(metric.repo_id, metric.filename)] = _official_bytes(2, metric=True)
 
+    # the driver's view first: the hash from the Hub's answer alone, nothing downloaded
+    assert published_sha256("vits") == hashlib.sha256(data).hexdigest() and hub.downloads() == 0
     first = read_weights("vits")
     assert first.sha256 == hashlib.sha256(data).hexdigest() == published_sha256("vits")
     assert first.license == "Apache-2.0" and first.uri == "vits"
