@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 OFFICIAL = (
-    "To run the same with real weights: download video_depth_anything_vits.pth (or vitb / vitl)\n"
-    "from the Video Depth Anything release, then\n"
-    "  vda infer --input <videos> --output <out> --checkpoint video_depth_anything_vits.pth\n"
-    "and fine-tune with vda train init=<that file> model.size=vits on data from vda prepare."
+    "To run the same with the released weights (fetched by name into the Hugging Face cache):\n"
+    "  vda infer --input <videos> --output <out>                  # vits, Apache-2.0\n"
+    "  vda infer --input <videos> --output <out> --checkpoint vitl  # CC-BY-NC-4.0\n"
+    "and fine-tune with vda train init=vits model.size=vits on data from vda prepare."
 )
 
 

@@ -33,6 +33,7 @@ FRAMEWORK_LOGGERS = (
 )  # fmt: skip
 
 _session: Path | None = None
+_handler: logging.Handler | None = None
 
 
 def verbose() -> bool:
@@ -55,12 +56,21 @@ def log_file() -> Path:
 
 
 def quiet_frameworks() -> None:
-    """Unless verbose: the frameworks' records and Python warnings go to `log_file()`."""
+    """Unless verbose: the frameworks' records and Python warnings go to `log_file()`.
+
+    Also, verbose or not: MLflow's usage telemetry is off unless the user set
+    `MLFLOW_DISABLE_TELEMETRY` (it writes an installation id into ~/.config).
+    """
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow reads it at import
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if verbose():
         return
-    handler = logging.FileHandler(log_file(), delay=True)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # keep the handlers set here
+    global _handler
+    if _handler is None:  # one file handler for the process, however often this runs
+        _handler = logging.FileHandler(log_file(), delay=True)
+        _handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler = _handler
     for name in FRAMEWORK_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
@@ -98,7 +108,31 @@ def start_ray(**init_kwargs: Any) -> None:
     ray.init(**init_kwargs)
     if not loud:
         quiet_frameworks()  # ray.init installs its own handlers: take them over again
+        _raylet_messages_to_log()
         ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def _raylet_messages_to_log() -> None:
+    """The raylet's messages (worker start-up counts, a worker's death) to the log file.
+
+    Ray prints them on the driver's stdout from a thread of its own whatever
+    `log_to_driver` says (`ray._private.worker.listen_error_messages` calls the
+    module's `print_to_stdstream`); the job reports what failed in its own words.
+    """
+    import ray._private.worker as ray_worker
+
+    original = ray_worker.print_to_stdstream
+    if getattr(original, "vda_quiet", False):
+        return
+
+    def to_log(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") == "raylet":
+            logging.getLogger("ray").warning("(raylet) %s", " ".join(data.get("lines", [])))
+        else:
+            original(data, ignore_prefix)
+
+    to_log.vda_quiet = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_log
 
 
 def _token_configured() -> bool:
