@@ -237,10 +237,15 @@ def export_onnx(
     report = ExportReport({k: str(v) for k, v in paths.items()}, dynamic=settings.dynamic)
     try:
         for part, (module, args, names, dynamic_shapes) in specs.items():
-            _export(
-                module, args, paths[part], names, dynamic_shapes,
-                _metadata(model, settings, part),
-            )  # fmt: skip
+            try:
+                _export(
+                    module, args, paths[part], names, dynamic_shapes,
+                    _metadata(model, settings, part),
+                )  # fmt: skip
+            except OnnxExportError as error:  # the exporter itself fails on dynamic H / W
+                if not settings.dynamic:
+                    raise
+                raise OnnxExportError(str(error) + DYNAMIC_HINT) from error.__cause__
         for size in _sizes(settings):
             try:
                 report.checks.extend(_verify(model, paths, t, *size, settings.tolerance))
