@@ -227,13 +227,27 @@ class TemporalDPTHead(DPTHead):
         frames: int = 1,
         micro_batch: int | None = None,
         keep: int | None = None,
+        memory: list[list[torch.Tensor]] | None = None,
+        record: list[list[torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """features: four (B*T, h*w, C) token maps, frame-major -> (B*T, 1, 14h, 14w)
-        (B*keep maps with `keep`)."""
+        (B*keep maps with `keep`).
+
+        Online mode: `memory[m]` is motion module m's cache of earlier frames and
+        `record`, four empty lists, receives this call's (see `TemporalModule`).
+        """
         layer_1, layer_2, layer_3, layer_4 = self._pyramid(features, grid_h, grid_w)
-        mm = self.motion_modules
-        layer_3 = mm[0](layer_3, frames)
-        layer_4 = mm[1](layer_4, frames)
+
+        def temporal(m: int, x: torch.Tensor) -> torch.Tensor:
+            return self.motion_modules[m](
+                x,
+                frames,
+                None if memory is None else memory[m],
+                None if record is None else record[m],
+            )
+
+        layer_3 = temporal(0, layer_3)
+        layer_4 = temporal(1, layer_4)
         s = self.scratch
         l1, l2, l3, l4 = (
             s.layer1_rn(layer_1),
@@ -241,7 +255,7 @@ class TemporalDPTHead(DPTHead):
             s.layer3_rn(layer_3),
             s.layer4_rn(layer_4),
         )
-        path_4 = mm[2](s.refinenet4(l4, size=tuple(l3.shape[-2:])), frames)
-        path_3 = mm[3](s.refinenet3(path_4, l3, size=tuple(l2.shape[-2:])), frames)
+        path_4 = temporal(2, s.refinenet4(l4, size=tuple(l3.shape[-2:])))
+        path_3 = temporal(3, s.refinenet3(path_4, l3, size=tuple(l2.shape[-2:])))
         out_size = (grid_h * PATCH_SIZE, grid_w * PATCH_SIZE)
         return self.decode_fine_batched(path_3, l1, l2, out_size, micro_batch, frames, keep)

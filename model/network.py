@@ -126,19 +126,26 @@ class VideoDepthAnything(nn.Module):
         width: int,
         micro_batch: int | None = None,
         keep: int | None = None,
+        memory: list[list[torch.Tensor]] | None = None,
+        record: list[list[torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """Four (B*T, h*w, C) features -> (B, T, H, W) output of the head.
 
         With `keep`, (B, keep, H, W): the first `keep` frames of each clip,
         the others still seen by the temporal modules but not decoded.
+        `memory` / `record`: the temporal modules' cache in the online mode
+        (`TemporalDPTHead.forward`; temporal heads only).
         """
         if frames > self.config.num_frames:
             raise ValueError(
                 f"clip of {frames} frames exceeds the model's {self.config.num_frames}-frame window"
             )
         grid_h, grid_w = self.patch_grid(height, width)
+        streaming = (
+            {} if memory is None and record is None else {"memory": memory, "record": record}
+        )
         depth = self.head(
-            features, grid_h, grid_w, frames=frames, micro_batch=micro_batch, keep=keep
+            features, grid_h, grid_w, frames=frames, micro_batch=micro_batch, keep=keep, **streaming
         )
         if depth.shape[-2:] != (height, width):
             depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=True)

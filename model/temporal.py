@@ -44,7 +44,14 @@ class SinusoidalPositionEncoding(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    """Multi-head self-attention over the frame axis of (sequences, frames, channels)."""
+    """Multi-head attention over the frame axis of (sequences, frames, channels).
+
+    With `memory` (the inputs this attention saw for earlier frames, before
+    position encoding), the frames of `x` follow the memory in time: positions
+    are encoded over memory + x, queries come from x only, keys and values from
+    both. That is the official online (streaming) mode: one new frame attends to
+    cached frames without recomputing them. Without memory it is self-attention.
+    """
 
     def __init__(self, dim: int, heads: int, max_len: int) -> None:
         super().__init__()
@@ -57,14 +64,17 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(dim, dim), nn.Dropout(0.0)])
         self.pos_encoder = SinusoidalPositionEncoding(dim, max_len)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pos_encoder(x)
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         seqs, frames, dim = x.shape
+        context = x if memory is None else torch.cat([memory.to(x.dtype), x], dim=1)
+        context = self.pos_encoder(context)
+        queries = context[:, context.shape[1] - frames :]
 
         def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(seqs, frames, self.heads, dim // self.heads).transpose(1, 2)
+            return t.reshape(seqs, t.shape[1], self.heads, dim // self.heads).transpose(1, 2)
 
-        q, k, v = split_heads(self.to_q(x)), split_heads(self.to_k(x)), split_heads(self.to_v(x))
+        q = split_heads(self.to_q(queries))
+        k, v = split_heads(self.to_k(context)), split_heads(self.to_v(context))
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(seqs, frames, dim)
         return self.to_out[1](self.to_out[0](out))
@@ -94,7 +104,12 @@ class FeedForward(nn.Module):
 
 
 class TemporalTransformerBlock(nn.Module):
-    """Two pre-norm temporal self-attentions and a pre-norm GEGLU feed-forward."""
+    """Two pre-norm temporal self-attentions and a pre-norm GEGLU feed-forward.
+
+    Streaming: `memory` holds one tensor per attention (its normalised inputs of
+    earlier frames); `record`, a list, receives this call's normalised inputs in
+    the same order, which is what the next frame's memory is made of.
+    """
 
     def __init__(self, dim: int, heads: int, max_len: int, num_attentions: int = 2) -> None:
         super().__init__()
@@ -105,9 +120,17 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim)
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for attention, norm in zip(self.attention_blocks, self.norms):
-            x = attention(norm(x)) + x
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: list[torch.Tensor] | None = None,
+        record: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        for i, (attention, norm) in enumerate(zip(self.attention_blocks, self.norms)):
+            normed = norm(x)
+            if record is not None:
+                record.append(normed)
+            x = attention(normed, None if memory is None else memory[i]) + x
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -123,8 +146,18 @@ class TemporalTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        """x: (B*T, C, H, W) frame-major feature maps of B clips of `frames` frames."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        frames: int,
+        memory: list[torch.Tensor] | None = None,
+        record: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """x: (B*T, C, H, W) frame-major feature maps of B clips of `frames` frames.
+
+        `memory` / `record`: per attention, (B*H*W, frames, C) sequences (see
+        `TemporalTransformerBlock`), the streaming cache of the online mode.
+        """
         bt, channels, height, width = x.shape
         clips = bt // frames
         residual = x
@@ -132,8 +165,10 @@ class TemporalTransformer(nn.Module):
         # (B, T, C, H, W) -> (B, H, W, T, C) -> one sequence over time per pixel.
         h = h.reshape(clips, frames, channels, height, width).permute(0, 3, 4, 1, 2)
         h = self.proj_in(h.reshape(clips * height * width, frames, channels))
-        for block in self.transformer_blocks:
-            h = block(h)
+        per_block = len(self.transformer_blocks[0].attention_blocks)
+        for b, block in enumerate(self.transformer_blocks):
+            block_memory = None if memory is None else memory[b * per_block : (b + 1) * per_block]
+            h = block(h, block_memory, record)
         h = self.proj_out(h)
         h = h.reshape(clips, height, width, frames, channels).permute(0, 3, 4, 1, 2)
         return h.reshape(bt, channels, height, width) + residual
@@ -146,5 +181,11 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, heads, max_len)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        return self.temporal_transformer(x, frames)
+    def forward(
+        self,
+        x: torch.Tensor,
+        frames: int,
+        memory: list[torch.Tensor] | None = None,
+        record: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        return self.temporal_transformer(x, frames, memory, record)

@@ -37,7 +37,8 @@ What this implementation adds:
 
 Modules: `config` (window geometry, speed levers, settings), `alignment`
 (the sequential half), `stream` (the frame buffer), `engine` (the network
-half and the single engine). Every name is importable from this package.
+half and the single engine), `online` (the official online mode: one frame
+at a time, no window). Every name is importable from this package.
 """
 
 from .alignment import (
@@ -50,10 +51,13 @@ from .alignment import (
 )
 from .config import InferenceConfig, SpeedOptions, WindowConfig
 from .engine import StageSeconds, StreamingDepthEngine, compiled
+from .online import OnlineDepthEngine, OnlineSchedule
 from .stream import PaddedStream
 
 __all__ = [
     "InferenceConfig",
+    "OnlineDepthEngine",
+    "OnlineSchedule",
     "PaddedStream",
     "RawWindow",
     "SpeedOptions",
