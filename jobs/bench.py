@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="onnx: only the ONNX Runtime vs PyTorch engine comparison",
     )  # fmt: skip
     inference.add_argument("--skip-cache", action="store_true", help="no cached-vs-uncached run")
+    inference.add_argument(
+        "--online", action="store_true",
+        help="only the online engine vs the offline one: frames/s and latency per frame",
+    )  # fmt: skip
     inference.add_argument("--json", type=Path, help="also write the report here")
     training = sub.add_parser("train", help="data-wait share of step time, 2 workers reading S3")
     training.add_argument(
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             skip_levers=args.skip_levers,
             skip_cache=args.skip_cache,
             engine=args.engine,
+            online=args.online,
         )
     elif args.bench == "train":
         from vda.platform.bench.train_data_wait import run_train_bench

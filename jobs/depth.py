@@ -1,7 +1,8 @@
 """`vda depth`: depth for local videos on this machine, with a progress bar.
 
 The single-machine path of the same engine and writers that the bulk job
-(`vda infer`) runs on a cluster.
+(`vda infer`) runs on a cluster. With `--online SOURCE`: the official online
+mode over a camera, a stream or a file (`vda.platform.online`), same writers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vda.model.inference import (
     StreamingDepthEngine,
     WindowConfig,
 )
+from vda.platform.core.config import ConfigError
 from vda.platform.video import (
     DecodeOptions,
     DepthOutputs,
@@ -31,14 +33,33 @@ from vda.platform.video.metadata import run_metadata
 from vda.platform.video.pointcloud import Intrinsics, sidecar_intrinsics
 from vda.platform.video.process import depth_for_video
 from vda.platform.video.scenes import SceneCutOptions
-from vda.platform.weights import read_weights
+from vda.platform.weights import Weights, read_weights
 from vda.platform.weights.hub import released
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "videos", nargs="+", type=Path,
+        "videos", nargs="*", type=Path,
         help="video files, or folders of numbered images (PNG, JPEG, TIFF, EXR) as one video each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--online", metavar="SOURCE",
+        help="online depth of one live source instead: a camera index (0), an rtsp:// or "
+        "http(s):// stream, or a video file; each frame's depth before the next frame is read "
+        "(the official online mode; docs/depth.md says how it differs from the default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--realtime", action="store_true",
+        help="with --online and a file: play it at its frame rate and drop the frames the model "
+        "cannot keep up with, as a camera would deliver them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--queue-frames", type=int, default=1,
+        help="with --online: frames that may wait for the model; beyond them the oldest is dropped",
+    )  # fmt: skip
+    parser.add_argument(
+        "--serve-preview", metavar="[HOST:]PORT",
+        help="with --online: the live depth as MJPEG over HTTP (default host 127.0.0.1)",
     )  # fmt: skip
     parser.add_argument(
         "--sequence-fps", type=float, default=None,
@@ -98,33 +119,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side-by-side", action="store_true", help="also an RGB | depth video")
 
 
-def run(args: argparse.Namespace) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.engine == "onnx":
-        from vda.model.onnx_runtime import OnnxNetwork
+def announced_weights(checkpoint: str) -> Weights:
+    """A released name, a path or an s3:// URI, read and hashed as every job reads them; a
+    released model's license is printed before any work starts."""
+    weights = read_weights(checkpoint)
+    if weights.license:
+        print(f"checkpoint {checkpoint} = {weights.source}: license {released(checkpoint).terms}")
+    return weights
 
-        model = OnnxNetwork(args.checkpoint, device)
-        checkpoint_hash, source, license = file_sha256(args.checkpoint), args.checkpoint, None
-    else:  # a released name, a path or an s3:// URI, read and hashed as every job reads them
-        weights = read_weights(args.checkpoint)
-        model, checkpoint_hash = weights.load_model(), weights.sha256
-        source, license = weights.source, weights.license
-        if license:
-            print(
-                f"checkpoint {args.checkpoint} = {source}: license {released(args.checkpoint).terms}"
-            )
-    config = InferenceConfig(
-        window=WindowConfig(length=args.window),
-        input_size=args.input_size,
-        precision="fp32" if args.fp32 else args.precision,
-        cache_encoder=not args.no_cache,
-        speed=SpeedOptions.baseline() if args.baseline_engine else SpeedOptions(),
-    )
-    config.speed.compile = args.compile
-    engine_device = "cpu" if args.engine == "onnx" else device  # ORT picks its own device
-    engine = StreamingDepthEngine(model, config, device=engine_device)
-    decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
-    outputs = OutputOptions(
+
+def output_options(args: argparse.Namespace) -> OutputOptions:
+    """What `vda depth` writes per video, online or not."""
+    return OutputOptions(
         chunk_frames=args.chunk_frames,
         depth_dtype=args.depth_dtype,
         png16=args.png16,
@@ -140,6 +146,35 @@ def run(args: argparse.Namespace) -> int:
         grayscale=args.grayscale,
         side_by_side=args.side_by_side,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.online is not None:
+        return run_online(args)
+    if not args.videos:
+        raise ConfigError("name at least one video (or a live source with --online SOURCE)")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.engine == "onnx":
+        from vda.model.onnx_runtime import OnnxNetwork
+
+        model = OnnxNetwork(args.checkpoint, device)
+        checkpoint_hash, source, license = file_sha256(args.checkpoint), args.checkpoint, None
+    else:
+        weights = announced_weights(args.checkpoint)
+        model, checkpoint_hash = weights.load_model(), weights.sha256
+        source, license = weights.source, weights.license
+    config = InferenceConfig(
+        window=WindowConfig(length=args.window),
+        input_size=args.input_size,
+        precision="fp32" if args.fp32 else args.precision,
+        cache_encoder=not args.no_cache,
+        speed=SpeedOptions.baseline() if args.baseline_engine else SpeedOptions(),
+    )
+    config.speed.compile = args.compile
+    engine_device = "cpu" if args.engine == "onnx" else device  # ORT picks its own device
+    engine = StreamingDepthEngine(model, config, device=engine_device)
+    decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
+    outputs = output_options(args)
     failures = 0
     for video in args.videos:
         try:
@@ -182,3 +217,66 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             print(f"{video}: FAILED: {error}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def run_online(args: argparse.Namespace) -> int:
+    """`vda depth --online SOURCE`: one live source, depth per frame, latency at the end."""
+    from vda.model.inference import OnlineDepthEngine
+    from vda.platform.online import MjpegPreview, OnlineStream
+    from vda.platform.online.job import write_online
+    from vda.platform.video.live import LiveSource
+
+    if args.videos:
+        raise ConfigError("--online takes one source; name videos without it")
+    if args.engine != "torch" or args.scene_cuts:
+        raise ConfigError(
+            "--online runs the PyTorch network one frame at a time: no --engine onnx (an "
+            "export has no temporal cache) and no --scene-cuts (no window chain to restart)"
+        )
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    weights = announced_weights(args.checkpoint)
+    model = weights.load_model()
+    precision = "fp32" if args.fp32 else args.precision
+    engine = OnlineDepthEngine(
+        model, args.input_size, precision, device, WindowConfig(length=args.window)
+    )
+    decode = DecodeOptions(max_res=args.max_res, max_len=args.max_len)
+    preview = None
+    if args.serve_preview:
+        host, _, port = args.serve_preview.rpartition(":")
+        preview = MjpegPreview(int(port), host or "127.0.0.1")
+        print(f"live depth at {preview.url}", flush=True)
+    source = LiveSource(args.online, decode, args.realtime or None, args.queue_frames)
+    stream = OnlineStream(engine, source, weights)
+    folder = args.output / source.info.name
+    outputs = DepthOutputs(folder, source.info, output_options(args), metric=model.config.metric)
+
+    def metadata() -> dict:
+        return run_metadata(
+            model_size=model.config.size, metric=model.config.metric,
+            checkpoint=args.checkpoint, checkpoint_sha256=weights.sha256,
+            input_size=args.input_size, precision=engine.precision, device=str(engine.device),
+            max_res=args.max_res, target_fps=-1, max_len=args.max_len, window=args.window,
+            speed={}, alignments=[], checkpoint_source=weights.source,
+            checkpoint_license=weights.license, mode="online",
+            online={
+                "source": source.display, "kind": source.kind, "realtime": source.realtime,
+                "queue_frames": args.queue_frames, "read": source.read,
+                "dropped": source.dropped, **stream.latency.summary(),
+            },
+        )  # fmt: skip
+
+    total = None if source.realtime else source.info.frame_count_hint  # drops: unknown
+    try:
+        with tqdm(total=total, desc=source.info.name, unit="frame") as bar:
+            result = write_online(stream, outputs, metadata, preview, lambda _: bar.update(1))
+    finally:
+        if preview is not None:
+            preview.close()
+    latency = stream.latency
+    print(
+        f"{source.display}: {result.frames} frames, {source.dropped} dropped, latency p50 "
+        f"{latency.percentile_ms(50):.0f} ms / p95 {latency.percentile_ms(95):.0f} ms, "
+        f"{latency.fps:.1f} frames/s -> {folder}"
+    )
+    return 0

@@ -17,6 +17,8 @@ on CPU with the tiny model: `--device cpu --tiny`):
   (`SpeedOptions()`) equals `SpeedOptions.baseline()`; encoder cache on.
 - latency: ms per frame of vits / vitb / vitl at 518x518, fp16, windows of
   32, eager and compiled; peak GPU memory; VDA-S against the paper's 7.5 ms.
+- online: the online (streaming) engine, fp32 on the GPU against the CPU, fp16
+  against fp32, p50 / p95 ms per frame.
 - bulk: `vda infer` (`run_infer`) over a local archive with one GPU actor and
   with two actors sharing the GPU, against the bare engine on the same frames,
   and the GPU's busy share while the job ran.
@@ -72,6 +74,7 @@ from gpu_steps.common import (
 from gpu_steps.common import ONNX_TOLERANCE as ONNX_TOLERANCE
 from gpu_steps.engine import check_engine, check_latency
 from gpu_steps.machine import machine_table, print_table
+from gpu_steps.online import check_online
 from gpu_steps.onnx import check_onnx
 from gpu_steps.train import _train_config as _train_config
 from gpu_steps.train import check_train
@@ -79,6 +82,7 @@ from gpu_steps.train import check_train
 STEP_FUNCTIONS: dict[str, Callable[..., Outcome]] = {
     "engine": check_engine,
     "latency": check_latency,
+    "online": check_online,
     "bulk": check_bulk,
     "train": check_train,
     "onnx": check_onnx,

@@ -12,7 +12,9 @@ Measurements, each from one run on this machine:
   algorithm's cost), same weights, same frames; also the max abs difference
   of their outputs;
 - peak RSS of a fresh process streaming a 500-frame and a 10,000-frame video
-  through the engine and the depth writer (tiny model, small frames).
+  through the engine and the depth writer (tiny model, small frames);
+- with `--online`, only: the online engine's frames/s and latency against the
+  offline engine's, same frames (`engine_online`).
 Random weights: speed and memory do not depend on their values, and no
 weights are downloaded. The measuring is in `engine_variants` (speed) and
 `engine_memory`; this module runs what the flags ask for and prints it.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from .engine_memory import measure_memory
+from .engine_online import measure_online
 from .engine_variants import measure_levers, measure_onnx, measure_precisions, measure_speed
 from .machine import describe_machine
 
@@ -67,6 +70,7 @@ def run_inference_bench(
     skip_cache: bool = False,
     gpu_sizes: tuple[str, ...] = ("vits", "vitl"),
     engine: str = "torch",
+    online: bool = False,
 ) -> dict:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"machine: {describe_machine(device)}", flush=True)
@@ -82,6 +86,20 @@ def run_inference_bench(
             flush=True,
         )
         report["onnx"] = result
+        return report
+    if online:
+        result = measure_online(size, frames, height, width, input_size, device)
+        on, off = result["online"], result["offline"]
+        print(
+            f"online vs offline ({size}, {frames} frames of {height}x{width}, input "
+            f"{input_size}): online {on['fps']:.3f} frames/s, latency p50 "
+            f"{on['latency_p50_ms']:.0f} ms / p95 {on['latency_p95_ms']:.0f} ms; offline "
+            f"{off['fps']:.3f} frames/s, latency p50 {off['latency_p50_ms']:.0f} ms / p95 "
+            f"{off['latency_p95_ms']:.0f} ms; frames/s ratio {result['fps_ratio']:.3f}x, "
+            f"latency p50 ratio {result['latency_p50_ratio']:.3f}x",
+            flush=True,
+        )
+        report["online"] = result
         return report
     if not skip_speed and not skip_levers:
         levers = measure_levers(size, levers_frames, height, width, input_size, device, compile)

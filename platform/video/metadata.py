@@ -10,6 +10,8 @@ same whichever job wrote it. `metadata_version` counts schema changes:
 - 1 (before versioning): `vda depth` nested its settings under "settings",
   the bulk job wrote them flat.
 - 2: flat, the keys below, for both jobs.
+- 3: `mode`: "offline" (the windowed engine) or "online" (`vda depth --online`,
+  whose folders also carry `online`: frames dropped, latency p50 / p95).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-METADATA_VERSION = 2
+METADATA_VERSION = 3
 
 
 def run_metadata(
@@ -38,6 +40,7 @@ def run_metadata(
     engine: str = "torch",
     checkpoint_source: str = "",
     checkpoint_license: str | None = None,
+    mode: str = "offline",
     **extra: Any,
 ) -> dict[str, Any]:
     """What ran. `checkpoint` is as the job was given it (a released name, a path, a URI),
@@ -56,6 +59,7 @@ def run_metadata(
         "precision": precision,
         "device": device,
         "engine": engine,
+        "mode": mode,
         "window": window,
         "speed": asdict(speed) if is_dataclass(speed) else dict(speed),
         "decode": {"max_res": max_res, "target_fps": target_fps, "max_len": max_len},

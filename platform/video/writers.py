@@ -109,6 +109,17 @@ class _Mp4Sink:
         self._container.close()
 
 
+def grayscale(depth: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Depth to uint8 over one fixed range (a preview's, never per frame: that flickers)."""
+    unit = np.clip((depth - low) / (high - low), 0, 1)
+    return (unit * 255).astype(np.uint8)
+
+
+def inferno(gray: np.ndarray) -> np.ndarray:
+    """The previews' colour map (BGR), near = bright for disparity."""
+    return cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)
+
+
 class DepthOutputs:
     """All outputs of one video, streamed into `folder`.
 
@@ -283,11 +294,10 @@ class DepthOutputs:
         if frame_high > high:  # widen only, so the preview never flickers back
             high = frame_high
             self._range = (low, high)
-        unit = np.clip((depth - low) / (high - low), 0, 1)
-        gray = (unit * 255).astype(np.uint8)
+        gray = grayscale(depth, low, high)
         o = self.options
         if o.preview or o.side_by_side:
-            colour_bgr = cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)
+            colour_bgr = inferno(gray)
             if o.preview:  # the encoder converts from BGR itself: no reordered copy
                 self._sink("preview.mp4").write(colour_bgr, layout="bgr24")
             if o.side_by_side:

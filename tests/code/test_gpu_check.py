@@ -54,12 +54,12 @@ def test_without_cuda_every_step_is_skipped_and_the_exit_status_is_0(tmp_path):
     out = _script("--json", str(tmp_path / "report.json"), timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no CUDA device" in out.stdout
-    for step in ("engine", "latency", "bulk", "train", "onnx"):
+    for step in ("engine", "latency", "online", "bulk", "train", "onnx"):
         assert f"[SKIP] {step}: no CUDA device" in out.stdout
     assert "| torch " in out.stdout and "| driver " in out.stdout and "| date " in out.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["passed"] is True
-    assert [s["status"] for s in report["steps"]] == ["SKIP"] * 5
+    assert [s["status"] for s in report["steps"]] == ["SKIP"] * 6
 
 
 @pytest.mark.integration
@@ -219,3 +219,12 @@ def test_compiled_latency_is_timed_without_compiling_inside_the_timing(gpu_check
     runs = outcome.figures["runs"]
     assert runs["tiny compiled"]["vs_eager"] <= gpu_check.FP32_TOLERANCE  # fp32 on CPU
     assert runs["tiny compiled"]["ms_per_frame"] < 3 * runs["tiny eager"]["ms_per_frame"]
+
+
+def test_online_step_on_cpu(gpu_check):
+    outcome = gpu_check.check_online(device="cpu", **gpu_check.TINY["online"])
+    assert outcome.status == "PASS", outcome.summary
+    figures = outcome.figures
+    assert figures["fp32_vs_cpu"] == 0.0 and figures["fp16_vs_fp32"] == 0.0  # all fp32 on CPU
+    assert figures["latency_p95_ms"] >= figures["latency_p50_ms"] > 0
+    assert "fp16 latency p50" in outcome.summary

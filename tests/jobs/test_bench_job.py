@@ -50,3 +50,23 @@ def test_inference_bench_compares_onnx_runtime_with_pytorch(tmp_path, capsys):
     assert onnx["frames"] == 40 and onnx["ratio"] > 0
     assert onnx["max_diff_of_range"] <= 1e-4
     assert onnx["providers"] == ["CPUExecutionProvider"]
+
+
+def test_inference_bench_compares_online_with_offline(tmp_path, capsys):
+    report_path = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench", "inference", "--online", "--size", "tiny", "--frames", "40", "--height",
+            "28", "--width", "42", "--input-size", "28", "--json", str(report_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("machine: ") and "online vs offline (tiny, 40 frames" in printed
+    result = json.loads(report_path.read_text())["online"]
+    online, offline = result["online"], result["offline"]
+    assert result["fps_ratio"] == online["fps"] / offline["fps"]
+    assert result["latency_p50_ratio"] == online["latency_p50_ms"] / offline["latency_p50_ms"]
+    for run in (online, offline):
+        assert run["latency_p95_ms"] >= run["latency_p50_ms"] > 0
+        assert run["fps"] == 40 / run["seconds"]

@@ -41,7 +41,7 @@ def test_depth_job_writes_every_output_format(tmp_path, checkpoint):
     assert (meta["height"], meta["width"]) == (28, 42)
     assert meta["checkpoint_sha256"] == file_sha256(checkpoint)
     assert meta["model_size"] == "tiny" and meta["depth_kind"] == "relative_disparity"
-    assert run_metadata_keys() <= set(meta) and meta["metadata_version"] == 2  # vda infer's too
+    assert run_metadata_keys() <= set(meta) and meta["metadata_version"] == 3  # vda infer's too
     assert meta["depth_files"] == ["depth_00000.npz", "depth_00001.npz", "depth_00002.npz"]
 
     chunks = [np.load(folder / name) for name in meta["depth_files"]]

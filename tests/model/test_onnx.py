@@ -91,7 +91,7 @@ def test_export_and_depth_jobs_with_the_onnx_engine(tmp_path, capsys):
         folder = tmp_path / engine / "clip"
         outputs[engine] = np.load(folder / "depth.npz")["depth"]
         meta = json.loads((folder / "metadata.json").read_text())
-        assert meta["engine"] == engine and meta["metadata_version"] == 2
+        assert meta["engine"] == engine and meta["metadata_version"] == 3
     expected = outputs["torch"]
     assert np.abs(outputs["onnx"] - expected).max() <= 1e-4 * np.ptp(expected)
 

@@ -105,7 +105,7 @@ def test_archive_commits_good_videos_records_bad_ones_and_a_rerun_does_nothing(
         assert list_files(f"s3://{bucket}/depth/{name}", ("_SUCCESS.json", "preview.mp4"))
         meta = json.loads(read_bytes(f"s3://{bucket}/depth/{name}/metadata.json"))
         assert meta["precision"] == "fp32" and meta["device"] == "cpu"  # what ran, on a CPU
-        assert run_metadata_keys() <= set(meta) and meta["metadata_version"] == 2  # as vda depth
+        assert run_metadata_keys() <= set(meta) and meta["metadata_version"] == 3  # as vda depth
     for name in BROKEN:
         row = by_id[name.removesuffix(".mp4")]
         assert row.status == "failed" and "cannot open video" in row.error

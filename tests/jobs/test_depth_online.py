@@ -1,0 +1,177 @@
+"""`vda depth --online` and `vda.online()`: a file, a paced file, an HTTP stream, bad sources."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from helpers import tiny_model
+from videos import moving_frames, write_mp4v
+
+import vda
+from vda.jobs.cli import main
+from vda.model import save_checkpoint
+from vda.model.inference import OnlineDepthEngine
+from vda.platform.video import open_video
+
+FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    save_checkpoint(tiny_model(seed=41), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return write_mp4v(folder / "clip.mp4", moving_frames(FRAMES, 28, 42), fps=12)
+
+
+@pytest.fixture(scope="module")
+def expected(clip):
+    """The online engine over every decoded frame, without the job around it."""
+    with open_video(clip) as reader:
+        frames = list(reader.frames())
+    engine = OnlineDepthEngine(tiny_model(seed=41), input_size=28)
+    return frames, np.stack([engine.step(frame) for frame in frames])
+
+
+def read_depths(folder):
+    meta = json.loads((folder / "metadata.json").read_text())
+    chunks = [np.load(folder / name) for name in meta["depth_files"]]
+    depth = np.concatenate([c["depth"] for c in chunks])
+    index = np.concatenate([c["frame_index"] for c in chunks])
+    return meta, depth, index
+
+
+def test_online_job_on_a_file_gives_every_frame_and_reports_latency(
+    tmp_path, checkpoint, clip, expected, capsys
+):
+    out = tmp_path / "out"
+    code = main(
+        ["depth", "--online", str(clip), "--checkpoint", str(checkpoint), "-o", str(out),
+         "--input-size", "28", "--depth-dtype", "float32"]
+    )  # fmt: skip
+    assert code == 0
+    meta, depth, index = read_depths(out / "clip")
+    assert meta["mode"] == "online" and meta["metadata_version"] == 3
+    assert meta["online"]["dropped"] == 0 and meta["online"]["frames"] == FRAMES
+    assert index.tolist() == list(range(FRAMES))
+    np.testing.assert_array_equal(depth, expected[1])
+    assert (out / "clip" / "preview.mp4").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert f"{FRAMES} frames, 0 dropped, latency p50" in printed and "p95" in printed
+    assert meta["online"]["latency_p95_ms"] >= meta["online"]["latency_p50_ms"] > 0
+
+
+def test_realtime_file_drops_the_oldest_frames_not_the_newest(tmp_path, checkpoint):
+    """Played at 400 frames/s, far faster than the model: frames are dropped, counted, and
+    every written one is newer than the last (the final frame is never lost)."""
+    video = write_mp4v(tmp_path / "fast.mp4", moving_frames(FRAMES, 28, 42), fps=400)
+    out = tmp_path / "out"
+    code = main(
+        ["depth", "--online", str(video), "--realtime", "--checkpoint", str(checkpoint),
+         "-o", str(out), "--input-size", "28", "--no-preview"]
+    )  # fmt: skip
+    assert code == 0
+    meta, _, index = read_depths(out / "fast")
+    online = meta["online"]
+    assert online["dropped"] > 0 and online["read"] == FRAMES
+    assert len(index) + online["dropped"] == FRAMES == meta["frames"] + online["dropped"]
+    assert np.all(np.diff(index) > 0) and index[-1] == FRAMES - 1
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server(clip):
+    handler = functools.partial(_Quiet, directory=str(clip.parent))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_python_api_over_an_http_stream(http_server, checkpoint, expected):
+    """`vda.online` on an http:// URL (PyAV / FFmpeg over a real loopback server): with room
+    to queue every frame none is dropped, and each depth is the engine's for that frame."""
+    url = f"http://{http_server}/clip.mp4"
+    stream = vda.online(url, checkpoint=str(checkpoint), input_size=28, queue_frames=FRAMES)
+    results = list(stream)
+    assert [r.index for r in results] == list(range(FRAMES)) and stream.dropped == 0
+    frames, depths = expected
+    for result, frame, depth in zip(results, frames, depths):
+        np.testing.assert_array_equal(result.image, frame)
+        np.testing.assert_array_equal(result.depth, depth)
+    assert stream.latency.frames == FRAMES and stream.latency.fps > 0
+
+
+def test_stream_credentials_stay_out_of_outputs_and_messages(
+    tmp_path, http_server, checkpoint, capsys
+):
+    out = tmp_path / "out"
+    url = f"http://viewer:s3cr3t@{http_server}/clip.mp4"
+    code = main(
+        ["depth", "--online", url, "--checkpoint", str(checkpoint), "-o", str(out),
+         "--input-size", "28", "--max-len", "5", "--no-preview"]
+    )  # fmt: skip
+    assert code == 0
+    meta = (out / "clip" / "metadata.json").read_text()
+    assert "s3cr3t" not in meta and "viewer:" not in meta
+    assert json.loads(meta)["online"]["source"] == f"http://***@{http_server}/clip.mp4"
+    assert "s3cr3t" not in capsys.readouterr().out
+    missing = f"http://viewer:s3cr3t@{http_server}/missing.mp4"
+    assert main(["depth", "--online", missing, "--checkpoint", str(checkpoint)]) == 2
+    error = capsys.readouterr().err
+    assert "s3cr3t" not in error and "missing.mp4" in error
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--online", "ftp://host/clip.mp4"], "unsupported source 'ftp://host/clip.mp4'"),
+        (["--online", "7"], "camera 7 cannot be opened"),
+        (["--online", "nothing.mp4"], "does not exist"),
+        (["--online", "0", "--engine", "onnx"], "no --engine onnx"),
+        (["--online", "0", "extra.mp4"], "--online takes one source"),
+        ([], "name at least one video"),
+    ],
+)
+def test_bad_online_sources_and_flags_are_one_line_errors(arguments, message, checkpoint, capsys):
+    assert main(["depth", *arguments, "--checkpoint", str(checkpoint)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+def test_ctrl_c_ends_a_live_run_with_its_outputs_closed(tmp_path, checkpoint):
+    """A live source has no end: the first Ctrl-C stops after the current frame, and the
+    folder is complete (depth arrays, preview, metadata) for the frames done."""
+    video = write_mp4v(tmp_path / "long.mp4", moving_frames(240, 28, 42), fps=12)  # 20 s
+    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = main(
+            ["depth", "--online", str(video), "--realtime", "--checkpoint", str(checkpoint),
+             "-o", str(tmp_path / "out"), "--input-size", "28"]
+        )  # fmt: skip
+    finally:
+        timer.cancel()
+    assert code == 0
+    meta, depth, index = read_depths(tmp_path / "out" / "long")
+    assert 0 < meta["frames"] == len(depth) < 240 and index[-1] < 239
+    assert (tmp_path / "out" / "long" / "preview.mp4").stat().st_size > 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
