@@ -95,22 +95,35 @@ def test_ddp_training_learns_keeps_ranks_identical_and_tracks_everything(
     assert depth.shape == (1, 4, 28, 42) and torch.isfinite(depth).all()
 
 
-def test_a_killed_worker_restarts_from_the_checkpoint_and_a_rerun_resumes(
-    tmp_path, shards, train_bucket
-):
+def _killed_worker_run(tmp_path, shards, train_bucket, name):
+    """One epoch of 12 steps in which rank 1 dies at step 8, after the step-8 checkpoint."""
     config = _config(
-        tmp_path, shards, train_bucket, "fault",
+        tmp_path, shards, train_bucket, name,
         **{"epochs": 1, "max_failures": 1, "checkpoint_every_steps": 4,
            "fault.fail_at_step": 8, "fault.fail_rank": 1},
     )  # fmt: skip
     first = train(config)
-    assert list_files(f"s3://{train_bucket}/runs/fault", (".fault_injected",))  # it did die
+    assert list_files(f"s3://{train_bucket}/runs/{name}", (".fault_injected",))  # it did die
     assert first.metrics["step"] == 12 and first.metrics["epoch"] == 1
     steps = [step for step, _ in _history(first, "train/loss")]
     assert sorted(set(steps)) == list(range(1, 13))
     assert steps.count(1) == 1  # continued from the step-8 checkpoint: step 1 never ran again
     # mid-epoch checkpoints (steps 4, 8) are never "best": only the validated epoch end is
     assert first.best_checkpoint_path == first.checkpoint_path
+    return first
+
+
+def test_a_killed_worker_restarts_from_the_checkpoint(tmp_path, shards, train_bucket):
+    _killed_worker_run(tmp_path, shards, train_bucket, "killed")
+
+
+# make test: the restart is test_a_killed_worker_restarts_from_the_checkpoint; a rerun that
+# resumes (same MLflow run, the finished epoch not redone) is the mixed-sources test's second run
+@pytest.mark.long
+def test_a_killed_worker_restarts_from_the_checkpoint_and_a_rerun_resumes(
+    tmp_path, shards, train_bucket
+):
+    first = _killed_worker_run(tmp_path, shards, train_bucket, "fault")
 
     # the same name again, one epoch more: resumes at epoch 1, step 12
     second = train(_config(tmp_path, shards, train_bucket, "fault", epochs=2))
@@ -190,7 +203,10 @@ def test_mixed_video_and_pseudolabelled_image_sources_log_both_and_resume(
     assert first.metrics["weight_spread"] == 0.0
 
     second = train(_config(tmp_path, shards, train_bucket, "mixed", **{**overrides, "epochs": 2}))
+    assert second.mlflow_run_id == first.mlflow_run_id  # logging continues in the same run
     assert second.metrics["epoch"] == 2 and second.metrics["step"] == 16
+    epochs = [step for step, _ in _history(second, "epoch/train_loss")]
+    assert epochs == [8, 16]  # one entry per epoch: the first was not redone
     steps = sorted(
         step for key in ("train/video/ssi", "train/pseudo/ssi") for step, _ in _history(second, key)
     )
