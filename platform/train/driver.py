@@ -59,7 +59,21 @@ def _log_final_model(config: TrainConfig, tracking_uri: str, run_id: str, checkp
     with mlflow.start_run(run_id=run_id):
         # pickle rather than MLflow 3's default pt2 (torch.export needs an example input
         # and traces one shape); loading it needs the vda package installed.
-        mlflow.pytorch.log_model(model.eval(), name="model", serialization_format="pickle")
+        mlflow.pytorch.log_model(
+            model.eval(),
+            name="model",
+            serialization_format="pickle",
+            pip_requirements=model_requirements(),
+        )
+
+
+def model_requirements() -> list[str]:
+    """What loading the logged model needs, pinned to what trained it. Given explicitly:
+    MLflow would otherwise infer them by importing the model in a subprocess, about 8 s of
+    every training run."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("vda", "torch", "torchvision", "timm", "numpy")]
 
 
 def train(

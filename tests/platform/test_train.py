@@ -93,6 +93,10 @@ def test_ddp_training_learns_keeps_ranks_identical_and_tracks_everything(
     with torch.no_grad():
         depth = loaded(torch.zeros(1, 4, 3, 28, 42))
     assert depth.shape == (1, 4, 28, 42) and torch.isfinite(depth).all()
+    # its requirements are given, pinned (not inferred: that costs a subprocess per run)
+    requirements = mlflow.artifacts.load_text(models[0].artifact_location + "/requirements.txt")
+    assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(requirements.split())
+    assert any(line.startswith("vda==") for line in requirements.split())
 
 
 def _killed_worker_run(tmp_path, shards, train_bucket, name):
