@@ -55,7 +55,7 @@ def _requests(log, since: int) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_planning_2000_videos_with_1500_done_lists_instead_of_reading_each_row(
+def test_planning_1100_videos_with_1007_done_lists_instead_of_reading_each_row(
     logged_s3, tmp_path, monkeypatch
 ):
     endpoint, log = logged_s3
@@ -69,7 +69,8 @@ def test_planning_2000_videos_with_1500_done_lists_instead_of_reading_each_row(
         config=botocore.config.Config(max_pool_connections=16),
     )  # fmt: skip
     s3.create_bucket(Bucket=bucket)
-    ids = [f"shelf{i % 7}/clip{i:04d}" for i in range(2000)]
+    # just over one listing page (1,000 keys) of inputs and of rows: every listing pages
+    ids = [f"shelf{i % 7}/clip{i:04d}" for i in range(1100)]
     with ThreadPoolExecutor(16) as pool:  # listing is all planning reads of an input
         list(pool.map(lambda v: s3.put_object(Bucket=bucket, Key=f"videos/{v}.mp4", Body=b""), ids))
     save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
@@ -79,13 +80,13 @@ def test_planning_2000_videos_with_1500_done_lists_instead_of_reading_each_row(
     def row(i: int, status: str) -> ManifestRow:
         return ManifestRow(f"s3://{bucket}/videos/{ids[i]}.mp4", ids[i], status=status, frames=i)
 
-    merged = [row(i, "done") for i in range(1497)] + [row(1497, "failed")]
+    merged = [row(i, "done") for i in range(1004)] + [row(1004, "failed")]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda r: write_row(output, r, settings), merged))
     time.sleep(1.1)  # S3 times are whole seconds: the merge is strictly newer than its rows
     write_manifest(output, merged, settings)
     time.sleep(1.1)
-    newer = [row(1497, "done"), row(1498, "done"), row(1499, "failed")]  # a killed run's rows
+    newer = [row(1004, "done"), row(1005, "done"), row(1006, "failed")]  # a killed run's rows
     for r in newer:
         write_row(output, r, settings)
 
@@ -99,17 +100,17 @@ def test_planning_2000_videos_with_1500_done_lists_instead_of_reading_each_row(
     plan = plan_job(config)
     requests = _requests(log, since)
 
-    assert len(plan.videos) == 2000 and len(plan.todo) == 500
-    assert {v["video_id"] for v in plan.todo} == set(ids[1500:])
-    assert plan.earlier[ids[1497]].status == "done"  # the newer row wins over the merge
-    assert plan.earlier[ids[1499]].status == "failed" and plan.failed_before == 1
+    assert len(plan.videos) == 1100 and len(plan.todo) == 93
+    assert {v["video_id"] for v in plan.todo} == set(ids[1007:])
+    assert plan.earlier[ids[1004]].status == "done"  # the newer row wins over the merge
+    assert plan.earlier[ids[1006]].status == "failed" and plan.failed_before == 1
     assert plan.earlier[ids[5]].frames == 5  # taken from the merge, not read again
     listings = [path for method, path in requests if method == "GET" and "list-type=2" in path]
-    assert len(listings) == 2 * math.ceil(2000 / 1000)  # inputs: 2 pages; rows: 2 pages
+    assert len(listings) == 2 * math.ceil(1100 / 1000)  # inputs: 2 pages; rows: 2 pages
     row_reads = [p for m, p in requests if m == "GET" and p.startswith(f"/{bucket}/depth/_manif")]
     assert len(row_reads) == len(newer)  # only what was written after the merge
     # the rest is constant: the write probe, the checkpoint, the merge (a HEAD and its GETs)
-    assert len(requests) <= 2 * math.ceil(2000 / 1000) + len(newer) + 20, requests
+    assert len(requests) <= 2 * math.ceil(1100 / 1000) + len(newer) + 20, requests
 
 
 @pytest.mark.slow
