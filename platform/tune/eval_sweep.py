@@ -38,6 +38,7 @@ from .sweep import (
     SweepResult,
     _storage,
     close_sweep,
+    new_tuner,
     open_parent_run,
     publish,
     restored_tuner,
@@ -183,21 +184,11 @@ def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
             concurrency = sweep.max_concurrent_trials or max(
                 1, math.floor(ray.cluster_resources().get("CPU", 1) / base.cpus_per_task)
             )
-            tuner = tune.Tuner(
-                trainable,
-                param_space={d.key: d.to_tune() for d in dimensions},
-                tune_config=tune.TuneConfig(
-                    metric=sweep.metric,
-                    mode=sweep.mode,
-                    num_samples=sweep.num_samples,
-                    search_alg=BasicVariantGenerator(
-                        random_state=sweep.search.seed, max_concurrent=concurrency
-                    ),
-                    max_concurrent_trials=concurrency,
-                ),
-                run_config=tune.RunConfig(
-                    name=sweep.name, storage_path=storage_path, storage_filesystem=filesystem
-                ),
+            search = BasicVariantGenerator(
+                random_state=sweep.search.seed, max_concurrent=concurrency
+            )
+            tuner = new_tuner(
+                sweep, trainable, dimensions, storage_path, filesystem, concurrency, search
             )
         grid = tuner.fit()
         rows = sort_rows([_row(sweep, result) for result in grid], sweep.mode)

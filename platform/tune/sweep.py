@@ -143,6 +143,41 @@ def open_parent_run(config: MlflowConfig, name: str) -> TrackedRun:
     return tracked_run(config, name, resume_tag=SWEEP_TAG)
 
 
+def new_tuner(
+    sweep: SweepConfig,
+    trainable,
+    dimensions,
+    storage_path: str,
+    filesystem,
+    concurrency: int,
+    search_alg,
+    scheduler=None,
+    callbacks: list | None = None,
+):
+    """A first run's Tuner for a training or an eval sweep: the sweep's metric, samples and
+    space, stored under `storage_path/name` so that a rerun restores it (`restored_tuner`)."""
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space={d.key: d.to_tune() for d in dimensions},
+        tune_config=tune.TuneConfig(
+            metric=sweep.metric,
+            mode=sweep.mode,
+            num_samples=sweep.num_samples,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            max_concurrent_trials=concurrency,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep.name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            callbacks=callbacks,
+        ),
+    )
+
+
 def restored_tuner(experiment_path: str, trainable, filesystem):
     """The stored sweep's Tuner, rerunning its unfinished and errored trials; None if new."""
     from ray import tune
@@ -243,24 +278,11 @@ def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
                     "until it grows (lower cpus_per_worker, read_cpus or decode_cpus to fit)"
                 )
             progress(f"sweep {sweep.name}: up to {concurrency} trial(s) at once")
-            tuner = tune.Tuner(
-                trainable,
-                param_space={d.key: d.to_tune() for d in dimensions},
-                tune_config=tune.TuneConfig(
-                    metric=sweep.metric,
-                    mode=sweep.mode,
-                    num_samples=sweep.num_samples,
-                    scheduler=_scheduler(sweep, base),
-                    search_alg=_search_alg(sweep, concurrency),
-                    max_concurrent_trials=concurrency,
-                ),
-                run_config=tune.RunConfig(
-                    name=sweep.name,
-                    storage_path=storage_path,
-                    storage_filesystem=filesystem,
-                    callbacks=[_reaper(context, base.s3)],
-                ),
-            )
+            tuner = new_tuner(
+                sweep, trainable, dimensions, storage_path, filesystem, concurrency,
+                search_alg=_search_alg(sweep, concurrency), scheduler=_scheduler(sweep, base),
+                callbacks=[_reaper(context, base.s3)],
+            )  # fmt: skip
         grid = tuner.fit()
         rows = sort_rows(
             [_row(sweep, result, base.s3) for result in grid], sweep.mode
