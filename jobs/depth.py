@@ -8,6 +8,7 @@ mode over a camera, a stream or a file (`vda.platform.online`), same writers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -228,11 +229,23 @@ def run_online(args: argparse.Namespace) -> int:
 
     if args.videos:
         raise ConfigError("--online takes one source; name videos without it")
-    if args.engine != "torch" or args.scene_cuts:
+    offline_only = {
+        "--engine onnx": args.engine != "torch", "--scene-cuts": args.scene_cuts,
+        "--no-cache": args.no_cache, "--compile": args.compile,
+        "--baseline-engine": args.baseline_engine,
+    }  # fmt: skip
+    if any(offline_only.values()):
         raise ConfigError(
-            "--online runs the PyTorch network one frame at a time: no --engine onnx (an "
-            "export has no temporal cache) and no --scene-cuts (no window chain to restart)"
+            f"--online runs the PyTorch network one frame at a time, without "
+            f"{', '.join(flag for flag, given in offline_only.items() if given)} (they are the "
+            "offline engine's: ONNX exports have no temporal cache, there is no window chain)"
         )
+    preview_at = None
+    if args.serve_preview:
+        host, _, port = args.serve_preview.rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"--serve-preview takes [HOST:]PORT, got {args.serve_preview!r}")
+        preview_at = (host or "127.0.0.1", int(port))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     weights = announced_weights(args.checkpoint)
     model = weights.load_model()
@@ -240,40 +253,46 @@ def run_online(args: argparse.Namespace) -> int:
     engine = OnlineDepthEngine(
         model, args.input_size, precision, device, WindowConfig(length=args.window)
     )
-    decode = DecodeOptions(max_res=args.max_res, max_len=args.max_len)
-    preview = None
-    if args.serve_preview:
-        host, _, port = args.serve_preview.rpartition(":")
-        preview = MjpegPreview(int(port), host or "127.0.0.1")
-        print(f"live depth at {preview.url}", flush=True)
-    source = LiveSource(args.online, decode, args.realtime or None, args.queue_frames)
-    stream = OnlineStream(engine, source, weights)
-    folder = args.output / source.info.name
-    outputs = DepthOutputs(folder, source.info, output_options(args), metric=model.config.metric)
+    decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
+    with contextlib.ExitStack() as resources:  # whatever started is stopped, on any error
+        preview = None
+        if preview_at is not None:
+            preview = resources.enter_context(
+                MjpegPreview(preview_at[1], preview_at[0], metric=model.config.metric)
+            )
+            print(f"live depth at {preview.url}", flush=True)
+        source = resources.enter_context(
+            LiveSource(args.online, decode, args.realtime or None, args.queue_frames)
+        )
+        stream = OnlineStream(engine, source, weights)
+        folder = args.output / source.info.name
+        outputs = DepthOutputs(
+            folder, source.info, output_options(args), metric=model.config.metric
+        )
 
-    def metadata() -> dict:
-        return run_metadata(
-            model_size=model.config.size, metric=model.config.metric,
-            checkpoint=args.checkpoint, checkpoint_sha256=weights.sha256,
-            input_size=args.input_size, precision=engine.precision, device=str(engine.device),
-            max_res=args.max_res, target_fps=-1, max_len=args.max_len, window=args.window,
-            speed={}, alignments=[], checkpoint_source=weights.source,
-            checkpoint_license=weights.license, mode="online",
-            online={
-                "source": source.display, "kind": source.kind, "realtime": source.realtime,
-                "queue_frames": args.queue_frames, "read": source.read,
-                "dropped": source.dropped, **stream.latency.summary(),
-            },
-        )  # fmt: skip
+        def metadata() -> dict:
+            return run_metadata(
+                model_size=model.config.size, metric=model.config.metric,
+                checkpoint=args.checkpoint, checkpoint_sha256=weights.sha256,
+                input_size=args.input_size, precision=engine.precision,
+                device=str(engine.device), max_res=args.max_res, target_fps=args.target_fps,
+                max_len=args.max_len, window=args.window, speed={}, alignments=[],
+                checkpoint_source=weights.source, checkpoint_license=weights.license,
+                mode="online",
+                online={
+                    "source": source.display, "kind": source.kind, "realtime": source.realtime,
+                    "queue_frames": args.queue_frames, "read": source.read,
+                    "dropped": source.dropped, "ended_by": source.ended_by,
+                    **stream.latency.summary(),
+                },
+            )  # fmt: skip
 
-    total = None if source.realtime else source.info.frame_count_hint  # drops: unknown
-    try:
+        total = None if source.realtime else source.info.frame_count_hint  # drops: unknown
         with tqdm(total=total, desc=source.info.name, unit="frame") as bar:
             result = write_online(stream, outputs, metadata, preview, lambda _: bar.update(1))
-    finally:
-        if preview is not None:
-            preview.close()
     latency = stream.latency
+    if source.ended_by:
+        print(f"{source.display}: the source ended early: {source.ended_by}", file=sys.stderr)
     print(
         f"{source.display}: {result.frames} frames, {source.dropped} dropped, latency p50 "
         f"{latency.percentile_ms(50):.0f} ms / p95 {latency.percentile_ms(95):.0f} ms, "

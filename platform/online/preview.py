@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
+from vda.platform.core.config import ConfigError
 from vda.platform.video.writers import grayscale, inferno
 
 BOUNDARY = "vdaframe"
@@ -25,8 +26,13 @@ BOUNDARY = "vdaframe"
 class MjpegPreview:
     """Publish depth maps with `publish(depth)`; viewers connect to `url`."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80) -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", quality: int = 80, metric: bool = False
+    ) -> None:
+        """`metric`: the maps are depth in metres (near is small), not disparity; the
+        colours are turned round so that near is bright either way."""
         self._quality = quality
+        self._metric = metric
         self._range: tuple[float, float] | None = None
         self._jpeg: bytes | None = None
         self._sequence = 0
@@ -49,7 +55,7 @@ class MjpegPreview:
         try:
             self._server = ThreadingHTTPServer((host, port), Handler)
         except OSError as error:
-            raise ValueError(f"cannot serve the preview on {host}:{port}: {error}") from None
+            raise ConfigError(f"cannot serve the preview on {host}:{port}: {error}") from None
         self._server.daemon_threads = True
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -68,9 +74,10 @@ class MjpegPreview:
             high = max(high, float(np.percentile(sample, 99)))  # widen only: no flicker
         high = high if high > low else low + 1e-6
         self._range = (low, high)
-        _, encoded = cv2.imencode(
-            ".jpg", inferno(grayscale(depth, low, high)), [cv2.IMWRITE_JPEG_QUALITY, self._quality]
-        )
+        gray = grayscale(depth, low, high)
+        if self._metric:
+            gray = 255 - gray
+        _, encoded = cv2.imencode(".jpg", inferno(gray), [cv2.IMWRITE_JPEG_QUALITY, self._quality])
         with self._changed:
             self._jpeg = encoded.tobytes()
             self._sequence += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Iterator
@@ -32,10 +33,13 @@ class OnlineDepth:
 
 
 class LatencyStats:
-    """Per-frame latencies and the wall-clock rate of a run."""
+    """Per-frame latencies and the wall-clock rate of a run. Percentiles are over the last
+    `window` frames (about an hour at 30 frames/s), so a camera running for days keeps
+    bounded memory."""
 
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
+    def __init__(self, window: int = 100_000) -> None:
+        self.latencies: collections.deque[float] = collections.deque(maxlen=window)
+        self.frames = 0
         self._first: float | None = None
         self._last: float | None = None
 
@@ -43,14 +47,11 @@ class LatencyStats:
         now = time.perf_counter()
         self._first = now if self._first is None else self._first
         self._last = now
+        self.frames += 1
         self.latencies.append(latency_s)
 
     def percentile_ms(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else 0.0
-
-    @property
-    def frames(self) -> int:
-        return len(self.latencies)
+        return float(np.percentile(list(self.latencies), q) * 1000) if self.latencies else 0.0
 
     @property
     def fps(self) -> float:
@@ -93,6 +94,7 @@ class OnlineStream:
     def stop(self) -> None:
         """End the iteration after the current frame (safe from a signal handler)."""
         self._stopped = True
+        self.source.stop()
 
     def __iter__(self) -> Iterator[OnlineDepth]:
         try:

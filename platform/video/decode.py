@@ -83,11 +83,20 @@ class VideoReader:
     PyAV reports per frame) fixes the output size before anything is written.
     """
 
-    def __init__(self, source: str | Path | IO[bytes], options: DecodeOptions, name: str) -> None:
+    def __init__(
+        self,
+        source: str | Path | IO[bytes],
+        options: DecodeOptions,
+        name: str,
+        open_options: dict[str, str] | None = None,
+    ) -> None:
+        """`open_options`: FFmpeg's, for network streams (say, `rw_timeout`)."""
         self.name = name
         self.options = options
         try:
-            self._container = av.open(source if not isinstance(source, Path) else str(source))
+            self._container = av.open(
+                source if not isinstance(source, Path) else str(source), options=open_options
+            )
         except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as error:
             raise VideoDecodeError(f"cannot open video {name!r}: {error}") from error
         try:

@@ -20,20 +20,27 @@ read, so time spent waiting shows.
 from __future__ import annotations
 
 import collections
+import contextlib
 import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
+from ..core.config import ConfigError
 from .decode import DecodeOptions, VideoDecodeError, VideoInfo, VideoReader, output_size
 from .opener import open_video
 
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtp", "udp", "tcp", "srt", "http", "https")
+STREAM_SCHEMES = (
+    "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtp", "udp", "tcp", "srt", "rist", "mms",
+    "http", "https",
+)  # fmt: skip
+NETWORK_TIMEOUT_US = 15_000_000  # a stream silent this long is over (FFmpeg's rw_timeout)
 
 
 @dataclass
@@ -52,29 +59,38 @@ def source_kind(source: str) -> str:
         return "stream"
     if scheme:
         raise VideoDecodeError(
-            f"unsupported source {source!r}: a file, a camera index or one of "
+            f"unsupported source {redacted(source)!r}: a file, a camera index or one of "
             f"{', '.join(s + '://' for s in STREAM_SCHEMES)}"
         )
     return "file"
 
 
 def redacted(source: str) -> str:
-    """The source as it may be printed or recorded: a stream URL's user and password
-    (rtsp://user:secret@camera/...) never reach a log or metadata.json."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", source)
+    """The source as it may be printed or recorded. A URL's user and password (everything
+    before the host's last `@`, so a password may hold `@`) and its query (tokens,
+    `password=`) never reach a message, a file name or metadata.json."""
+    if "://" not in source:
+        return source
+    parts = urlsplit(source)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"***@{host}" if "@" in parts.netloc else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 def source_name(source: str) -> str:
     """A folder name for a source's outputs: the file's stem, `camera0`, or the stream's
-    last path part (never anything that leaves the output folder)."""
+    host and last path part (never its credentials or query; never a path that leaves the
+    output folder)."""
     kind = source_kind(source)
     if kind == "camera":
         return f"camera{int(source)}"
     if kind == "file":
         return Path(source).stem or "video"
-    tail = source.split("://", 1)[1].split("?", 1)[0].rstrip("/")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", tail.rsplit("/", 1)[-1]).strip("._")
-    return Path(name).stem or "stream"
+    parts = urlsplit(source)
+    host = (parts.hostname or "stream").replace(".", "-")
+    tail = Path(parts.path.rstrip("/")).stem
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{host}_{tail}" if tail else host).strip("_")
+    return name or "stream"
 
 
 class _Camera:
@@ -132,13 +148,17 @@ class LiveSource:
         options = options or DecodeOptions()
         self.kind = source_kind(source)
         if queue_frames < 1:
-            raise ValueError(f"queue_frames must be at least 1, got {queue_frames}")
+            raise ConfigError(f"queue_frames must be at least 1, got {queue_frames}")
         self.display = redacted(source)
+        self._source = source
         if self.kind == "camera":
             self._reader = _Camera(int(source), options)
         elif self.kind == "stream":
             try:
-                self._reader = VideoReader(source, options, name=self.display)
+                self._reader = VideoReader(
+                    source, options, name=self.display,
+                    open_options={"rw_timeout": str(NETWORK_TIMEOUT_US)},
+                )  # fmt: skip
             except VideoDecodeError as error:  # FFmpeg's message repeats the URL as given
                 raise VideoDecodeError(str(error).replace(source, self.display)) from None
         else:
@@ -154,7 +174,10 @@ class LiveSource:
         self._ready = threading.Condition()
         self._finished = False
         self._error: BaseException | None = None
+        self.ended_by: str | None = None  # why a source stopped early (redacted), if it did
+        self._delivered = 0
         self._stop = threading.Event()
+        self._reader_closed = False
         self._thread: threading.Thread | None = None
         if self.realtime:
             self._thread = threading.Thread(target=self._read_live, daemon=True, name="live")
@@ -169,8 +192,8 @@ class LiveSource:
                     break
                 if paced:  # deliver frame `index` at its presentation time, not before
                     delay = start + index / self.info.fps - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
+                    if delay > 0 and self._stop.wait(delay):
+                        break
                 with self._ready:
                     self.read += 1
                     if len(self._queue) >= self._queue_frames:
@@ -183,33 +206,69 @@ class LiveSource:
         finally:
             with self._ready:
                 self._finished = True
-                self._ready.notify()
+                self._ready.notify_all()
+                if self._stop.is_set():  # close() is waiting or gave up waiting: close here
+                    self._close_reader()
+
+    def _close_reader(self) -> None:
+        if not self._reader_closed:
+            self._reader_closed = True
+            with contextlib.suppress(Exception):
+                self._reader.close()
+
+    def _ended(self, error: BaseException) -> None:
+        """A source that fails after delivering frames has ended (a camera unplugged, a
+        stream dropped): the frames so far stand, and `ended_by` says why. One that never
+        delivered a frame is an error. Either way the URL in the message is redacted."""
+        message = str(error).replace(self._source, self.display)
+        if not self._delivered:
+            if isinstance(error, VideoDecodeError):
+                raise VideoDecodeError(message) from None
+            raise error
+        self.ended_by = message
 
     def __iter__(self) -> Iterator[LiveFrame]:
         if not self.realtime:
-            for index, image in enumerate(self._reader.frames()):
-                self.read += 1
-                yield LiveFrame(index, image, time.perf_counter())
+            try:
+                for index, image in enumerate(self._reader.frames()):
+                    self.read += 1
+                    self._delivered += 1
+                    yield LiveFrame(index, image, time.perf_counter())
+                    if self._stop.is_set():
+                        return
+            except VideoDecodeError as error:
+                self._ended(error)
             return
         while True:
             with self._ready:
-                while not self._queue and not self._finished:
-                    self._ready.wait()
-                if self._queue:
+                while not self._queue and not self._finished and not self._stop.is_set():
+                    self._ready.wait(timeout=1.0)
+                if self._queue and not self._stop.is_set():
                     frame = self._queue.popleft()
-                elif self._error is not None:
-                    raise self._error
+                elif self._error is not None and not self._stop.is_set():
+                    error, self._error = self._error, None
+                    self._ended(error)
+                    return
                 else:
                     return
+            self._delivered += 1
             yield frame
+
+    def stop(self) -> None:
+        """End the iteration at the next frame boundary (safe from a signal handler: it only
+        sets a flag; a waiting consumer notices within a second)."""
+        self._stop.set()
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            with self._ready:
-                self._queue.clear()
-            self._thread.join(timeout=5)
-        self._reader.close()
+        if self._thread is None:
+            self._close_reader()
+            return
+        self._thread.join(timeout=5)
+        with self._ready:
+            self._queue.clear()
+            if self._finished:  # else the reader thread closes it when its read returns
+                self._close_reader()
 
     def __enter__(self) -> LiveSource:
         return self

@@ -130,10 +130,12 @@ def test_stream_credentials_stay_out_of_outputs_and_messages(
          "--input-size", "28", "--max-len", "5", "--no-preview"]
     )  # fmt: skip
     assert code == 0
-    meta = (out / "clip" / "metadata.json").read_text()
+    meta = (out / "127-0-0-1_clip" / "metadata.json").read_text()
     assert "s3cr3t" not in meta and "viewer:" not in meta
     assert json.loads(meta)["online"]["source"] == f"http://***@{http_server}/clip.mp4"
-    assert "s3cr3t" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "s3cr3t" not in captured.out + captured.err  # tqdm's line is on stderr
+    assert [p.name for p in out.iterdir()] == ["127-0-0-1_clip"]
     missing = f"http://viewer:s3cr3t@{http_server}/missing.mp4"
     assert main(["depth", "--online", missing, "--checkpoint", str(checkpoint)]) == 2
     error = capsys.readouterr().err
@@ -143,11 +145,14 @@ def test_stream_credentials_stay_out_of_outputs_and_messages(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--online", "ftp://host/clip.mp4"], "unsupported source 'ftp://host/clip.mp4'"),
         (["--online", "7"], "camera 7 cannot be opened"),
         (["--online", "nothing.mp4"], "does not exist"),
-        (["--online", "0", "--engine", "onnx"], "no --engine onnx"),
+        (["--online", "0", "--engine", "onnx"], "without --engine onnx"),
         (["--online", "0", "extra.mp4"], "--online takes one source"),
+        (["--online", "0", "--compile", "--no-cache"], "without --no-cache, --compile"),
+        (["--online", "0", "--serve-preview", "host:web"], "takes [HOST:]PORT"),
+        (["--online", "rtsp://u:pw@cam.invalid", "--queue-frames", "0"], "at least 1"),
+        (["--online", "ftp://u:pw@host/a.mp4"], "unsupported source 'ftp://***@host/a.mp4'"),
         ([], "name at least one video"),
     ],
 )
@@ -157,21 +162,39 @@ def test_bad_online_sources_and_flags_are_one_line_errors(arguments, message, ch
     assert message in error and "Traceback" not in error
 
 
-def test_ctrl_c_ends_a_live_run_with_its_outputs_closed(tmp_path, checkpoint):
+def test_ctrl_c_ends_a_live_run_with_its_outputs_closed(tmp_path, checkpoint, monkeypatch):
     """A live source has no end: the first Ctrl-C stops after the current frame, and the
     folder is complete (depth arrays, preview, metadata) for the frames done."""
     video = write_mp4v(tmp_path / "long.mp4", moving_frames(240, 28, 42), fps=12)  # 20 s
-    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        code = main(
-            ["depth", "--online", str(video), "--realtime", "--checkpoint", str(checkpoint),
-             "-o", str(tmp_path / "out"), "--input-size", "28"]
-        )  # fmt: skip
-    finally:
-        timer.cancel()
+    step = OnlineDepthEngine.step
+    calls = []
+
+    def step_then_interrupt(self, frame):  # Ctrl-C while the third frame is computed
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, frame)
+
+    monkeypatch.setattr(OnlineDepthEngine, "step", step_then_interrupt)
+    code = main(
+        ["depth", "--online", str(video), "--realtime", "--checkpoint", str(checkpoint),
+         "-o", str(tmp_path / "out"), "--input-size", "28"]
+    )  # fmt: skip
     assert code == 0
     meta, depth, index = read_depths(tmp_path / "out" / "long")
-    assert 0 < meta["frames"] == len(depth) < 240 and index[-1] < 239
+    assert meta["frames"] == len(depth) == 3 and index[-1] < 239
     assert (tmp_path / "out" / "long" / "preview.mp4").stat().st_size > 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_taken_preview_port_is_a_one_line_error(checkpoint, capsys):
+    from vda.platform.online import MjpegPreview
+
+    with MjpegPreview(port=0) as taken:
+        code = main(
+            ["depth", "--online", "0", "--checkpoint", str(checkpoint),
+             "--serve-preview", f"127.0.0.1:{taken.port}"]
+        )  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "cannot serve the preview" in error and "Traceback" not in error
