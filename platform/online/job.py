@@ -25,8 +25,10 @@ from .stream import OnlineStream
 
 @contextlib.contextmanager
 def stop_on_interrupt(stream: OnlineStream) -> Iterator[None]:
-    """The first Ctrl-C stops the stream after its current frame (a second one aborts)."""
-    if threading.current_thread() is not threading.main_thread():
+    """The first Ctrl-C stops the stream after its current frame (a second one aborts).
+    Where SIGINT is ignored (`nohup`, a background job of a script) it stays ignored."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if threading.current_thread() is not threading.main_thread() or ignored:
         yield
         return
 

@@ -176,15 +176,20 @@ def test_ctrl_c_ends_a_live_run_with_its_outputs_closed(tmp_path, checkpoint, mo
         return step(self, frame)
 
     monkeypatch.setattr(OnlineDepthEngine, "step", step_then_interrupt)
-    code = main(
+    # as in a terminal, whatever this test runs under (a background job ignores SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = main(
         ["depth", "--online", str(video), "--realtime", "--checkpoint", str(checkpoint),
-         "-o", str(tmp_path / "out"), "--input-size", "28"]
-    )  # fmt: skip
-    assert code == 0
+             "-o", str(tmp_path / "out"), "--input-size", "28"]
+        )  # fmt: skip
+        restored = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert code == 0 and restored is signal.default_int_handler  # the job's handler is gone
     meta, depth, index = read_depths(tmp_path / "out" / "long")
     assert meta["frames"] == len(depth) == 3 and index[-1] < 239
     assert (tmp_path / "out" / "long" / "preview.mp4").stat().st_size > 0
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
 def test_a_taken_preview_port_is_a_one_line_error(checkpoint, capsys):
