@@ -42,19 +42,3 @@ def test_online_commands_name_sources_that_need_hardware_or_a_server(prefix):
 
     args = build_parser().parse_args(readme_command(prefix))
     assert args.online and args.job == "depth"
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-@pytest.mark.long  # minutes: the same driver runs in make test (test_train) and the demo
-def test_first_training_run_and_its_evaluation_as_the_readme_writes_them(tmp_path, monkeypatch):
-    """prepare -> `vda train name=first-run ...` -> `vda eval --checkpoint runs/first-run`,
-    the README's lines as written, in a scratch folder (its relative paths land there)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))  # MLflow's default store, Ray's files: here
-    assert main(readme_command("vda prepare --layout synthetic")) == 0
-    assert main(readme_command("vda train name=first-run")) == 0
-    assert (tmp_path / "runs" / "first-run").is_dir(), "the run's checkpoints are not in runs/"
-    readme = (ROOT / "README.md").read_text()
-    line = re.search(r"`(vda eval --checkpoint runs/first-run[^`]*)`", readme).group(1)
-    assert main(shlex.split(line)[1:]) == 0
