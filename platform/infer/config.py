@@ -34,6 +34,11 @@ class ActorConfig:
     # a unit of work (a video or a segment) whose actor dies this many times is recorded
     # as failed with the reason; the actor is replaced each time and the job goes on
     max_attempts: int = 3
+    # a unit (or a stitch) with no progress (a frame decoded or computed, a phase begun)
+    # for this long is stalled: its actor is killed and the unit retried, counted as an
+    # attempt. Raised by itself to 4x the longest pause any actor of the job has seen end
+    # (the first window of a large model on a slow device), so a slow model never trips it.
+    stall_timeout_s: float = 300.0
     # torch threads per actor. Ray sets OMP_NUM_THREADS from num_cpus, which is 1
     # for fractional shares; 0 means ceil(cpus_per_actor). On GPU nodes it matters little.
     torch_threads: int = 0
@@ -64,12 +69,14 @@ class InferFault:
     `ID#N` kills only segment N of a split video.
     `frame_delay_s`: sleep per decoded frame, so a test can interrupt a job mid-way.
     `fail_start`: every actor raises while starting (a model that cannot load on a node).
+    `die_idle_every`: each actor dies idle after this many units, before taking the next.
     """
 
     exit_after_frames: int | None = None
     crash_videos: list[str] = field(default_factory=list)
     frame_delay_s: float = 0.0
     fail_start: bool = False
+    die_idle_every: int = 0
 
 
 @dataclass
@@ -117,6 +124,8 @@ class InferConfig:
             raise ValueError('actors.num_actors must be "auto" or at least 1')
         if actors.min_actors < 1 or (actors.max_actors and actors.max_actors < actors.min_actors):
             raise ValueError("actors: need 1 <= min_actors <= max_actors (0: unbounded)")
+        if actors.stall_timeout_s <= 0:
+            raise ValueError("actors.stall_timeout_s must be positive (seconds)")
         if actors.cpus_per_actor <= 0 and actors.gpus_per_actor <= 0:
             raise ValueError("actors: cpus_per_actor or gpus_per_actor must be positive")
         if self.split.segment_frames < 0:

@@ -66,6 +66,12 @@ class Member:
     stitches: set[str] = field(default_factory=set)  # video ids whose stitch it hosts
     node: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    # the driver's watch on its tasks (stalls.py): the question in flight and when it was
+    # asked, when it was last answered, and why the driver killed it (task key, reason)
+    poll: Any = None
+    asked_at: float | None = None
+    polled_at: float = -math.inf
+    killed: tuple[str, str] | None = None
 
 
 class ActorPool:
@@ -107,10 +113,11 @@ class ActorPool:
         return [m.ref for m in self.members if not m.ready]
 
     def idle(self) -> list[Member]:
-        return [m for m in self.members if m.ready and not m.busy]
+        return [m for m in self.members if m.ready and not m.busy and m.killed is None]
 
     def ready(self) -> list[Member]:
-        return [m for m in self.members if m.ready]
+        """Ready to work (one the driver killed for a stall is on its way out)."""
+        return [m for m in self.members if m.ready and m.killed is None]
 
     def starting(self) -> int:
         return sum(1 for m in self.members if not m.ready)

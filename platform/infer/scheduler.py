@@ -12,7 +12,15 @@ driver owns plain Ray actors (`pool.py` decides how many and when):
   jump the queue: it bounds makespan);
 - an actor that dies is replaced, and its unit is retried until it has been
   attempted `max_attempts` times; then the video is recorded as failed with
-  the reason, and the job goes on;
+  the reason, and the job goes on. An attempt is charged only to the unit
+  the actor was running: each unit is preceded by a `begin` call in the
+  same queue, and an actor that died before answering it (dead while idle)
+  charges nothing; an actor killed for a stalled stitch charges nothing to
+  the unit beside it;
+- no wait without a deadline: every busy actor is asked now and then what
+  its tasks are doing (`activity.py`); a unit or stitch without progress for
+  its deadline (`stalls.py`) is stalled: the actor is killed, and the unit
+  retried as an attempt with the reason ("stalled for 300 s in decode");
 - a split video's stitch runs in a thread of a pool actor and follows its
   segments in order; a segment that fails for good cancels it, and an actor
   that dies under it moves it to another actor (it resumes from storage);
@@ -29,11 +37,13 @@ from typing import Any
 
 from ..core.config import to_dict
 from ..core.progress import JobProgress
+from .activity import ActivityReport, unit_key
 from .config import InferConfig
 from .manifest import ManifestRow
 from .pool import ActorPool, Member, first_line
 from .records import base_row
 from .segments import read_records
+from .stalls import StallPolicy, Watched
 from .worker import VideoDepthWorker
 
 
@@ -46,6 +56,7 @@ class _Video:
     stitch: Any = None  # the stitch's ref, while it runs
     stitch_host: Member | None = None
     stitch_attempt: int = 0
+    segments_left: int = 0  # segments queued or running: its stitch may wait that long
 
 
 class InferScheduler:
@@ -74,6 +85,9 @@ class InferScheduler:
         config_dict = to_dict(config)
         self.pool = ActorPool(lambda: actor_class.remote(config_dict, self.sha), actors, progress)
         self.model: dict[str, Any] = {}
+        self.stalls = StallPolicy(actors.stall_timeout_s)
+        self.watched: dict[str, Watched] = {}  # task key -> what the driver knows of it
+        self.clock = time.monotonic
 
     def run(self, units: list[dict[str, Any]]) -> None:
         ray, pool = self.ray, self.pool
@@ -83,8 +97,9 @@ class InferScheduler:
             len(units), "vda infer", self.out, self.config.progress_s, self.config.verbose
         )
         progress.extra = lambda: f"actors {len(pool.ready())} running, {pool.starting()} starting"
-        running: dict[Any, tuple[Member, dict[str, Any]]] = {}  # ref -> (actor, unit)
+        running: dict[Any, tuple[Member, dict[str, Any], Any]] = {}  # ref -> (actor, unit, ack)
         stitching: dict[Any, str] = {}  # ref -> video id
+        self.videos, self.running = videos, running
         self.homeless: deque[_Video] = deque()  # stitches whose actor died, none ready to host
         try:
             pool.start(len(queue))
@@ -96,10 +111,17 @@ class InferScheduler:
                         break
                     unit = queue.popleft()
                     member.busy = True
-                    running[member.actor.process.remote(unit)] = (member, unit)
+                    key = unit_key(unit)
+                    ack = member.actor.begin.remote(key)  # same queue as process: ahead of it
+                    running[member.actor.process.remote(unit)] = (member, unit, ack)
+                    self.watched[key] = Watched(key, self.clock())
                 self._rehome_stitches(stitching)
-                waiting = [*running, *stitching, *pool.pending_refs()]
-                timeout = min(self.config.progress_s, self.config.actors.check_s)
+                self._watch_for_stalls()
+                polls = [m.poll for m in pool.members if m.poll is not None]
+                waiting = [*running, *stitching, *pool.pending_refs(), *polls]
+                timeout = min(
+                    self.config.progress_s, self.config.actors.check_s, self.stalls.poll_interval()
+                )
                 if not waiting:  # every actor released or dead: the pool decides what follows
                     time.sleep(timeout)
                     continue
@@ -108,8 +130,9 @@ class InferScheduler:
                     if ref in stitching:
                         self._finish_stitch(ref, videos[stitching.pop(ref)], stitching)
                     elif ref in running:
-                        member, unit = running.pop(ref)
-                        self._finish_unit(ref, member, unit, queue, videos, stitching)
+                        member, unit, ack = running.pop(ref)
+                        self.watched.pop(unit_key(unit), None)
+                        self._finish_unit(ref, member, unit, ack, queue, videos, stitching)
                     elif (member := pool.by_start_ref(ref)) is not None:
                         pool.on_ready(member)
                         if member.ready and not self.model:
@@ -121,13 +144,13 @@ class InferScheduler:
             pool.shutdown()
 
     # -- results -------------------------------------------------------------
-    def _finish_unit(self, ref, member: Member, unit, queue, videos, stitching) -> None:
+    def _finish_unit(self, ref, member: Member, unit, ack, queue, videos, stitching) -> None:
         ray = self.ray
         try:
             result = ray.get(ref)
         except ray.exceptions.RayActorError as error:
             self.pool.died(member)
-            self._actor_died(unit, error, queue, videos)
+            self._actor_died(unit, error, queue, videos, member, ack)
             return
         except ray.exceptions.RayError as error:  # the call failed, the actor lives
             member.busy = False
@@ -138,6 +161,8 @@ class InferScheduler:
         video = videos[unit["video_id"]]
         if kind == "row":
             self._emit(ManifestRow.from_dict(result["row"]))
+        elif kind == "segment":
+            video.segments_left -= 1
         elif kind == "split":
             video.plan, plan = result["plan"], result["segments"]
             video.segments = len(plan)
@@ -146,6 +171,7 @@ class InferScheduler:
                 self.config.output, unit["video_id"], video.plan, len(plan), self.config.s3
             )
             todo = [i for i, record in enumerate(records) if record is None]
+            video.segments_left = len(todo)
             self.progress.item(
                 f"{unit['video_id']}: split into {len(plan)} segments"
                 + (f" ({len(plan) - len(todo)} done before)" if len(todo) < len(plan) else "")
@@ -174,6 +200,8 @@ class InferScheduler:
         unit = dict(video.unit, plan=video.plan)
         video.stitch = host.actor.stitch.remote(unit, video.segments, self.model)
         stitching[video.stitch] = video.unit["video_id"]
+        key = f"stitch:{video.unit['video_id']}"
+        self.watched[key] = Watched(key, self.clock())
 
     def _rehome_stitches(self, stitching) -> None:
         # a video whose segment failed for good needs no stitch: its row says why
@@ -188,24 +216,30 @@ class InferScheduler:
     def _finish_stitch(self, ref, video: _Video, stitching) -> None:
         ray, host = self.ray, video.stitch_host
         video.stitch, video.stitch_host = None, None
+        key = f"stitch:{video.unit['video_id']}"
+        self.watched.pop(key, None)
         if host is not None:
             host.stitches.discard(video.unit["video_id"])
         try:
             result = ray.get(ref)
         except ray.exceptions.RayActorError as error:
+            reason = first_line(error)
             if host is not None:
                 self.pool.died(host)
-                if host.busy:  # the unit it was running killed it: that unit's attempt, not ours
+                stalled = host.killed is not None and host.killed[0] == key
+                if stalled:
+                    reason = host.killed[1]
+                elif host.busy or host.killed:  # its unit killed it, or another task stalled
                     video.stitch_attempt -= 1
             if video.failed is None and video.stitch_attempt < self.config.actors.max_attempts:
                 self.progress.line(
-                    f"{video.unit['video_id']}: the actor running its stitch died; "
+                    f"{video.unit['video_id']}: the actor running its stitch died ({reason}); "
                     "moving the stitch to another actor"
                 )
                 self._start_stitch(video, stitching)
             elif video.failed is None:
                 self._unit_failed(
-                    video.unit, f"stitch: {first_line(error)}", None, video=video,
+                    video.unit, f"stitch: {reason}", None, video=video,
                     attempts=video.stitch_attempt,
                 )  # fmt: skip
             return
@@ -218,21 +252,103 @@ class InferScheduler:
         else:
             self._emit(ManifestRow.from_dict(result["row"]))
 
-    def _actor_died(self, unit, error, queue, videos) -> None:
+    def _actor_died(self, unit, error, queue, videos, member: Member, ack) -> None:
+        """The actor running `unit` died: charge the unit an attempt only if it was the
+        unit's doing (the actor had begun it and was not killed for another task)."""
+        key = unit_key(unit)
+        stalled = member.killed[1] if member.killed and member.killed[0] == key else None
+        charged = stalled is not None or (member.killed is None and self._began(ack))
+        uncharged = unit.get("uncharged", 0)
+        if not charged and uncharged < 2 * self.config.actors.max_attempts:
+            # dead before it took the unit (idle), or killed for a stalled stitch beside it
+            self.progress.line(
+                f"{key}: its actor died before taking it ({first_line(error)}); "
+                "sent to another actor, no attempt charged"
+            )
+            queue.appendleft(dict(unit, uncharged=uncharged + 1))
+            return
         attempts = unit["attempt"]
+        why = stalled or f"the actor died: {first_line(error)}"
         if attempts < self.config.actors.max_attempts:
             self.progress.line(
-                f"{unit['video_id']}: the actor died (attempt {attempts} of "
+                f"{unit['video_id']}: {why} (attempt {attempts} of "
                 f"{self.config.actors.max_attempts}); retrying"
             )
-            queue.appendleft(dict(unit, attempt=attempts + 1))
+            queue.appendleft(dict(unit, attempt=attempts + 1, last_error=why))
             return
         what = f"segment {unit['segment']}" if unit["kind"] == "segment" else "the video"
-        reason = (
-            f"the actor died on each of {attempts} attempts at {what} "
-            f"(out of memory or a crash in native code?): {first_line(error)}"
-        )
+        if stalled:
+            reason = f"{what} {stalled} (attempt {attempts} of {attempts})"
+        else:
+            reason = (
+                f"the actor died on each of {attempts} attempts at {what} "
+                f"(out of memory or a crash in native code?): {first_line(error)}"
+            )
         self._unit_failed(unit, reason, videos, attempts=attempts)
+
+    def _began(self, ack) -> bool:
+        """Whether the actor answered the `begin` sent ahead of a unit (then it was alive and
+        running that unit when it died)."""
+        try:
+            self.ray.get(ack, timeout=10)
+            return True
+        except Exception:
+            return False
+
+    # -- the stall deadline ------------------------------------------------------
+    def _watch_for_stalls(self) -> None:
+        """Ask busy actors what their tasks do; kill the actor of a task that stopped moving
+        (its unit then fails over like any dead actor's, with the stall as the reason)."""
+        now, pool = self.clock(), self.pool
+        busy = [m for m in pool.ready() if m.busy or m.stitches]
+        units = {id(member): unit_key(unit) for member, unit, _ in self.running.values()}
+        answered = [m for m in busy if m.poll is not None]
+        if answered:
+            ready, _ = self.ray.wait(
+                [m.poll for m in answered], num_returns=len(answered), timeout=0
+            )
+            ready = set(ready)
+            for member in answered:
+                if member.poll in ready:
+                    self._read_answer(member, now, units)
+        deadline = self.stalls.deadline()
+        for member in busy:
+            for key in self._task_keys(member, units):
+                watched = self.watched.get(key)
+                reason = watched and watched.stalled(now, deadline, member.asked_at)
+                if reason:
+                    self._kill_stalled(member, key, reason)
+                    break
+            due = now - member.polled_at >= self.stalls.poll_interval()
+            if member.killed is None and member.poll is None and due:
+                member.poll, member.asked_at = member.actor.activity_report.remote(), now
+
+    def _read_answer(self, member: Member, now: float, units: dict[int, str]) -> None:
+        ref, member.poll, member.asked_at, member.polled_at = member.poll, None, None, now
+        try:
+            reports = [ActivityReport(**r) for r in self.ray.get(ref)]
+        except self.ray.exceptions.RayError:
+            return  # it died: its unit's ref says so
+        by_key = {r.key: r for r in reports}
+        for report in reports:
+            self.stalls.learn(report)
+        for key in self._task_keys(member, units):
+            if key in self.watched:
+                video_id = key.removeprefix("stitch:")
+                video = self.videos.get(video_id)
+                waiting_ok = video is not None and video.segments_left > 0
+                self.watched[key].update(by_key.get(key), now, waiting_ok)
+
+    @staticmethod
+    def _task_keys(member: Member, units: dict[int, str]) -> list[str]:
+        """The keys of what runs on `member`: its unit (from `units`, by member) and stitches."""
+        unit = units.get(id(member))
+        return [*([unit] if unit else []), *(f"stitch:{v}" for v in member.stitches)]
+
+    def _kill_stalled(self, member: Member, key: str, reason: str) -> None:
+        self.progress.line(f"{key.removeprefix('stitch:')}: {reason}; replacing its actor")
+        member.killed = (key, reason)
+        self.ray.kill(member.actor, no_restart=True)
 
     def _unit_failed(
         self, unit, reason: str, videos, attempts: int | None = None, video: _Video | None = None

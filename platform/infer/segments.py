@@ -53,7 +53,7 @@ from vda.model.inference import (
     WindowConfig,
 )
 
-from ..storage import S3Settings, join, read_bytes, write_bytes
+from ..storage import S3Settings, StorageError, is_missing, join, read_bytes, write_bytes
 from ..storage.objects import delete
 from ..video import SeekMismatch, VideoReader
 from ..video.process import BackgroundWriter
@@ -193,11 +193,19 @@ def known_length(stream: PaddedStream, from_frame: int) -> int | None:
 def read_record(
     output: str, video_id: str, plan: str, segment: int, settings: S3Settings | None = None
 ) -> dict[str, Any] | None:
-    """A segment's `_DONE.json` record, or None while the segment is not done."""
+    """A segment's `_DONE.json` record, or None while the segment is not done.
+
+    Any other storage failure (denied, throttled, unreachable) raises: a
+    caller that polls must see it rather than wait on it forever.
+    """
     uri = join(segment_prefix(output, video_id, plan, segment), DONE)
     try:
         return json.loads(read_bytes(uri, settings))
-    except Exception:  # not there (or torn): the segment is to do
+    except StorageError as error:
+        if is_missing(error):
+            return None
+        raise
+    except ValueError:  # written whole or not at all (write_bytes): a foreign file, redo it
         return None
 
 

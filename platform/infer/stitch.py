@@ -10,9 +10,11 @@ import numpy as np
 
 from vda.model.inference import WindowAligner, WindowConfig
 
+from ..storage import retrying
 from ..video import DepthOutputs
 from ..video.process import write_depths
 from . import segments
+from .activity import Activity, ActorActivity
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
 from .records import base_row, committed_row, finish_row, video_metadata
@@ -27,6 +29,7 @@ def stitch(
     node: str = "",
     cancelled: Callable[[], bool] = lambda: False,
     poll_s: float = 0.5,
+    activity: Activity | None = None,
 ) -> dict[str, Any]:
     """The ordered pass over a split video: align, blend, write and commit, as segments land.
 
@@ -36,7 +39,13 @@ def stitch(
     gives up when `cancelled()` (a segment failed for good). A retry after its
     actor died finds the video's committed row, if it got that far, and
     returns it: nothing is written twice.
+
+    Its waits are bounded: waiting for a segment still to come is reported to
+    the driver as waiting (`activity`), which the segment's own deadline
+    covers; a storage error while reading a record is retried a few times
+    with backoff and then fails the video with the error's first line.
     """
+    activity = activity or ActorActivity().begin(f"stitch:{unit['video_id']}")
     video, video_id, plan = unit["video"], unit["video_id"], unit["plan"]
     if (committed := committed_row(config, video_id)) is not None:
         return {"kind": "row", "row": committed.to_dict()}
@@ -48,14 +57,20 @@ def stitch(
 
     def in_order() -> Iterator[dict[str, Any]]:
         for segment in range(count):
-            while (
-                record := segments.read_record(config.output, video_id, plan, segment, config.s3)
-            ) is None:
+            while (record := _read(segment)) is None:
                 if cancelled():
                     raise StitchCancelled(f"segment {segment} failed")
+                activity.step(f"wait for segment {segment}", waiting=True)
                 time.sleep(poll_s)
+            activity.step(f"stitch segment {segment}")
             records.append(record)
             yield record
+
+    def _read(segment: int) -> dict[str, Any] | None:
+        return retrying(
+            lambda: segments.read_record(config.output, video_id, plan, segment, config.s3),
+            f"read segment {segment}'s record",
+        )
 
     try:
         aligner = WindowAligner(WindowConfig(), metric=model["metric"])
@@ -68,7 +83,9 @@ def stitch(
             keep_rgb = config.outputs.side_by_side or config.outputs.ply  # PLY colours
             rgb = _frame_lookup(reader) if keep_rgb else None
             produced = write_depths(
-                segments.stitched_frames(in_order(), load, aligner),
+                activity.frames(
+                    segments.stitched_frames(in_order(), load, aligner), wait="stitch", work="write"
+                ),
                 outputs,
                 metadata=lambda: video_metadata(config, model, aligner.alignments, segments=count),
                 rgb=rgb,
@@ -78,6 +95,7 @@ def stitch(
             info = reader.info
         # the row's seconds: the segments' compute plus the stitch's tail after the last one
         compute = sum(r.get("seconds", 0.0) for r in records)
+        activity.step("commit")
         finish_row(row, produced, info, aligner.alignments, compute)
         row.attempts = max(r.get("attempt", 1) for r in records)
         commit.commit(row)

@@ -40,6 +40,7 @@ from ..video import DepthOutputs, VideoDecodeError
 from ..video.process import depth_for_video
 from ..weights import read_weights
 from . import segments
+from .activity import Activity, ActorActivity, unit_key
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
 from .records import base_row, committed_row, finish_row, video_metadata
@@ -56,6 +57,8 @@ class VideoDepthWorker:
         self.sha = checkpoint_sha256
         self.node = ray.get_runtime_context().get_node_id()
         self._cancelled: dict[str, threading.Event] = {}
+        self.activity = ActorActivity()
+        self.units_begun = 0
 
     def load(self) -> dict[str, Any]:
         """Load the model once: what it is and the node it runs on (the pool waits on this,
@@ -97,20 +100,45 @@ class VideoDepthWorker:
         }
         return {**self.model, "node": self.node}
 
+    def begin(self, key: str) -> str:
+        """Sent right before each unit, in the same queue: its answer proves the actor was
+        alive and took the unit, so a death after it is the unit's attempt and a death
+        before it is not (an actor that died idle charges nothing)."""
+        every = self.config.fault.die_idle_every
+        if every and self.units_begun >= every:
+            print("fault injection: actor dies idle, before its next unit", flush=True)
+            os._exit(1)
+        self.units_begun += 1
+        return key
+
     def process(self, unit: dict[str, Any]) -> dict[str, Any]:
-        if unit["kind"] == "segment":
-            return self._segment(unit)
-        return self._video(unit)
+        activity = self.activity.begin(unit_key(unit))
+        try:
+            if unit["kind"] == "segment":
+                return self._segment(unit, activity)
+            return self._video(unit, activity)
+        finally:
+            self.activity.end(activity.key)
+
+    @ray.method(concurrency_group="control")
+    def activity_report(self) -> list[dict[str, Any]]:
+        """What runs here and when it last moved (the driver's stall deadline); answered by
+        the control thread, so a unit blocked in a read does not block the answer."""
+        return self.activity.snapshot()
 
     # Stitches run in threads of their own beside `process`: they use the CPUs this actor
     # already holds, so a pool that takes every CPU of the cluster cannot starve them.
     @ray.method(concurrency_group="stitch")
     def stitch(self, unit: dict[str, Any], count: int, model: dict[str, Any]) -> dict[str, Any]:
         cancelled = self._cancelled.setdefault(unit["video_id"], threading.Event())
+        activity = self.activity.begin(f"stitch:{unit['video_id']}")
         try:
-            return stitch(self.config, unit, count, model, self.node, cancelled.is_set)
+            return stitch(
+                self.config, unit, count, model, self.node, cancelled.is_set, activity=activity
+            )
         finally:
             self._cancelled.pop(unit["video_id"], None)
+            self.activity.end(activity.key)
 
     @ray.method(concurrency_group="control")
     def cancel_stitch(self, video_id: str) -> None:
@@ -119,7 +147,7 @@ class VideoDepthWorker:
         self._cancelled.setdefault(video_id, threading.Event()).set()
 
     # -- a whole video ---------------------------------------------------------
-    def _video(self, unit: dict[str, Any]) -> dict[str, Any]:
+    def _video(self, unit: dict[str, Any], activity: Activity) -> dict[str, Any]:
         config = self.config
         video, video_id = unit["video"], unit["video_id"]
         row = base_row(unit, config, self.model)
@@ -130,6 +158,7 @@ class VideoDepthWorker:
             if row.attempts > 1 and (done := committed_row(config, video_id)) is not None:
                 return {"kind": "row", "row": done.to_dict()}  # died after its commit: not redone
             self._maybe_crash(video_id)
+            activity.step("open")
             with OpenedVideo(video, config) as reader:
                 plan = segments.plan_segments(
                     reader.frame_count_estimate, WindowConfig(), config.split.segment_frames
@@ -148,7 +177,9 @@ class VideoDepthWorker:
                 )
                 produced = depth_for_video(
                     self.engine,
-                    self._maybe_die(threaded(reader.frames(), config.decode_prefetch)),
+                    activity.frames(
+                        self._maybe_die(threaded(reader.frames(), config.decode_prefetch))
+                    ),
                     outputs,
                     metadata=lambda: video_metadata(config, self.model, self.engine.alignments),
                     background=config.writer.background,
@@ -157,6 +188,7 @@ class VideoDepthWorker:
                 )
                 info = reader.info
             finish_row(row, produced, info, self.engine.alignments, time.perf_counter() - start)
+            activity.step("commit")
             commit.commit(row)
         except VideoDecodeError as error:
             row.status, row.error = "failed", str(error)
@@ -171,7 +203,7 @@ class VideoDepthWorker:
         return {"kind": "row", "row": row.to_dict()}
 
     # -- one segment of a long video -------------------------------------------
-    def _segment(self, unit: dict[str, Any]) -> dict[str, Any]:
+    def _segment(self, unit: dict[str, Any], activity: Activity) -> dict[str, Any]:
         config = self.config
         video, video_id = unit["video"], unit["video_id"]
         try:
@@ -185,6 +217,7 @@ class VideoDepthWorker:
             self._maybe_crash(video_id, unit["segment"])
 
             def reader():
+                activity.step("open")
                 return OpenedVideo(video, config)
 
             record = segments.run_segment(
@@ -195,7 +228,9 @@ class VideoDepthWorker:
                 prefix,
                 config.s3,
                 seek=config.split.seek,
-                frames=lambda frames: self._maybe_die(threaded(frames, config.decode_prefetch)),
+                frames=lambda frames: activity.frames(
+                    self._maybe_die(threaded(frames, config.decode_prefetch))
+                ),
                 attempt=unit.get("attempt", 1),
             )
             return {"kind": "segment", "record": record, "model": self.model}

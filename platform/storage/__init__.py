@@ -6,6 +6,7 @@ from .objects import (
     StoredObject,
     commit_object,
     exists,
+    is_missing,
     join,
     key_below,
     list_files,
@@ -14,6 +15,7 @@ from .objects import (
     open_output,
     read_bytes,
     resolve,
+    retrying,
     stat,
     write_bytes,
 )
@@ -24,6 +26,7 @@ __all__ = [
     "StoredObject",
     "commit_object",
     "exists",
+    "is_missing",
     "join",
     "key_below",
     "list_files",
@@ -32,6 +35,7 @@ __all__ = [
     "open_output",
     "read_bytes",
     "resolve",
+    "retrying",
     "stat",
     "write_bytes",
 ]

@@ -16,21 +16,53 @@ from __future__ import annotations
 
 import os
 import posixpath
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+T = TypeVar("T")
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
 class StorageError(RuntimeError):
     """An object-storage operation that failed: one readable message, no secrets."""
+
+
+def is_missing(error: StorageError) -> bool:
+    """The error says the object is not there (as opposed to denied, throttled, unreachable)."""
+    return "does not exist" in str(error)
+
+
+def retrying(
+    call: Callable[[], T],
+    what: str,
+    attempts: int = 4,
+    first_pause_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, retried on a StorageError with doubling pauses (0.5, 1, 2 s by default).
+
+    Beyond the SDK's own per-request retries: for a caller that polls storage
+    (a stitch waiting for its segments) and must neither give up on one blip
+    nor wait forever on a lasting 403 or throttling. The last error is raised
+    with `what` in front of its first line.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except StorageError as error:
+            if attempt == attempts:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                raise StorageError(f"{what}: {first} ({attempts} attempts)") from error
+            sleep(first_pause_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -251,11 +283,13 @@ def list_objects(
         fs, path = resolve(prefix, settings)
         selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
         infos = sorted(fs.get_file_info(selector), key=lambda info: info.path)
+        # special files (a named pipe, a device) are listed too: an input that cannot be read
+        # is a failed video with its reason, not one silently left out of the job
+        kinds = (pafs.FileType.File, pafs.FileType.Unknown)
         for info in infos:
-            if info.type == pafs.FileType.File and (
-                wanted is None or info.path.lower().endswith(wanted)
-            ):
-                yield StoredObject(info.path, info.size, info.mtime.timestamp())
+            if info.type in kinds and (wanted is None or info.path.lower().endswith(wanted)):
+                mtime = info.mtime.timestamp() if info.mtime else 0.0
+                yield StoredObject(info.path, info.size or 0, mtime)
         return
     parsed = urlparse(prefix)
     key = parsed.path.lstrip("/").rstrip("/")

@@ -1,0 +1,109 @@
+"""The bulk job's decisions as pure functions of reports and a clock: no Ray, no storage."""
+
+from __future__ import annotations
+
+import pytest
+
+from vda.platform.infer.activity import ActivityReport, ActorActivity, unit_key
+from vda.platform.infer.stalls import StallPolicy, Watched
+from vda.platform.storage import StorageError, is_missing, retrying
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_activity_steps_name_the_side_that_stopped_and_learn_the_longest_finished_pause():
+    clock = Clock()
+    actor = ActorActivity(clock)
+    task = actor.begin("v")
+    frames = task.frames(iter([1, 2]))
+    clock.now += 3  # the model took 3 s before asking for the first frame
+    assert next(frames) == 1
+    assert task.phase == "model" and actor.longest_gap_s == 3
+    clock.now += 7  # the model works on frame 1 for 7 s, then waits for frame 2
+    assert next(frames) == 2
+    clock.now += 50  # blocked in the model on frame 2: a pause that has not ended
+    (report,) = [ActivityReport(**r) for r in actor.snapshot()]
+    assert (report.key, report.phase, report.idle_s) == ("v", "model", 50)
+    assert report.longest_gap_s == 7  # the unfinished pause does not count
+    task.step("wait", waiting=True)
+    clock.now += 400  # waiting for a segment: a pause that says nothing of speed
+    task.step("stitch")
+    assert actor.longest_gap_s == 50
+    actor.end("v")
+    assert actor.snapshot() == []
+
+
+def test_unit_keys_name_videos_and_segments():
+    assert unit_key({"video_id": "a/b", "kind": "video"}) == "a/b"
+    assert unit_key({"video_id": "a/b", "kind": "segment", "segment": 3}) == "a/b#3"
+
+
+def test_the_deadline_grows_to_four_times_the_longest_pause_seen():
+    policy = StallPolicy(timeout_s=300)
+    assert policy.deadline() == 300 and policy.poll_interval() == 50
+    policy.learn(ActivityReport("v", "model", 1.0, longest_gap_s=60))
+    assert policy.deadline() == 300  # 4 x 60 = 240 < 300
+    policy.learn(ActivityReport("v", "model", 1.0, longest_gap_s=100))
+    assert policy.deadline() == 400 and policy.poll_interval() == 60  # at most a minute apart
+    assert StallPolicy(timeout_s=3).poll_interval() == 1.0  # never more than once a second
+
+
+def test_a_task_is_stalled_when_nothing_moved_for_the_deadline():
+    watched = Watched("v", last_step=0.0)
+    assert watched.stalled(now=9.0, deadline=10, asked_at=None) is None
+    # answered at t=9: idle for 2 s, in decode
+    watched.update(ActivityReport("v", "decode", 2.0), answered_at=9.0, waiting_ok=False)
+    assert watched.last_step == 7.0 and watched.phase == "decode"
+    assert watched.stalled(now=16.9, deadline=10, asked_at=None) is None
+    assert watched.stalled(now=17.0, deadline=10, asked_at=None) == "stalled for 10 s in decode"
+    # a question unanswered for the whole deadline: the process itself is frozen
+    why = watched.stalled(now=20.0, deadline=10, asked_at=10.0)
+    assert why == "stalled for 13 s in decode (the actor stopped answering)"
+    # an older answer never moves the last step back
+    watched.update(ActivityReport("v", "decode", 30.0), answered_at=20.0, waiting_ok=False)
+    assert watched.last_step == 7.0
+
+
+def test_waiting_for_a_segment_is_progress_only_while_segments_are_left():
+    watched = Watched("stitch:v", last_step=0.0)
+    waiting = ActivityReport("stitch:v", "wait for segment 2", 30.0, waiting=True)
+    watched.update(waiting, answered_at=30.0, waiting_ok=True)
+    assert watched.last_step == 30.0  # its segment is still running: not stalled
+    watched.update(waiting, answered_at=60.0, waiting_ok=False)  # every segment is done
+    assert watched.last_step == 30.0
+    assert watched.stalled(now=60.0, deadline=30, asked_at=None) is not None
+    watched.update(None, answered_at=70.0, waiting_ok=True)  # not begun yet: nothing learnt
+    assert watched.last_step == 30.0
+
+
+def test_retrying_storage_gives_up_after_its_attempts_with_the_first_line():
+    pauses: list[float] = []
+    calls = []
+
+    def denied():
+        calls.append(1)
+        raise StorageError("cannot read s3://b/k: access denied to s3://b/k\ndetails")
+
+    with pytest.raises(StorageError) as caught:
+        retrying(denied, "read segment 3's record", attempts=4, sleep=pauses.append)
+    assert len(calls) == 4 and pauses == [0.5, 1.0, 2.0]
+    assert str(caught.value) == (
+        "read segment 3's record: cannot read s3://b/k: access denied to s3://b/k (4 attempts)"
+    )
+    answers = iter([StorageError("throttled"), "ok"])
+
+    def blip():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retrying(blip, "x", sleep=pauses.append) == "ok"
+    assert is_missing(StorageError("cannot read s3://b/k: s3://b/k does not exist"))
+    assert not is_missing(StorageError("cannot read s3://b/k: access denied"))
