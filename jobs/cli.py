@@ -66,6 +66,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from vda.model.onnx_runtime import OnnxNetworkError
     from vda.platform.cluster.submit import ClusterAuthError
     from vda.platform.core.config import ConfigError
+    from vda.platform.core.connect import ClusterConnectError
     from vda.platform.data.layouts import LayoutError
     from vda.platform.storage import StorageError
     from vda.platform.video import VideoDecodeError
@@ -73,6 +74,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (
         CheckpointError,
         ClusterAuthError,
+        ClusterConnectError,
         ConfigError,
         LayoutError,
         OnnxExportError,

@@ -61,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(plan_table(config, plan, args.plan_fps)))
         return 0
     from vda.platform.infer.job import run_infer
-    from vda.platform.infer.lease import LeaseHeld
+    from vda.platform.infer.lease import LeaseHeld, LeaseLost
     from vda.platform.infer.pool import PoolStartError
 
     try:
         result = run_infer(config)
-    except (PoolStartError, LeaseHeld) as error:
+    except (PoolStartError, LeaseHeld, LeaseLost) as error:
         print(f"vda infer: stopped: {error}", file=sys.stderr)
         return 2
     print(

@@ -94,3 +94,101 @@ def wait_for_nodes(address: str, count: int, env: dict, timeout: float = 90.0) -
             return
         time.sleep(2)
     raise TimeoutError(f"the cluster at {address} did not reach {count} live nodes")
+
+
+def session_pids(session: int) -> list[int]:
+    """Live processes of a session: a `ray start --head` run with start_new_session=True has
+    its pid as session id, and every process of its cluster inherits it (the raylet gives
+    workers process groups of their own, so a process-group kill misses them)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def kill_session(session: int, grace_s: float = 5.0) -> None:
+    """Stop every process of one cluster (see session_pids), never `ray stop`."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in session_pids(session):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while session_pids(session) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def autoscaling_config(gcs_address: str, max_workers: int, idle_minutes: float) -> dict:
+    """A `fake_multinode` cluster (real raylets on this machine, launched and terminated by
+    Ray's own autoscaler): a head of 1 CPU, up to `max_workers` workers of 1 CPU. The wheel
+    lacks Ray's example file, so the keys it holds are written out here."""
+    return {
+        "cluster_name": "fake_multinode",
+        "max_workers": max_workers,
+        "provider": {
+            "type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
+            "disable_node_updaters": True, "disable_launch_config_check": True,
+        },
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
+            "ray.worker.cpu": {
+                "resources": {"CPU": 1, "object_store_memory": 100 * 1024**2},
+                "node_config": {}, "min_workers": 0, "max_workers": max_workers,
+            },
+        },
+        "head_node_type": "ray.head.default", "auth": {}, "docker": {},
+        "upscaling_speed": 1.0, "idle_timeout_minutes": idle_minutes,
+        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
+        "worker_setup_commands": [], "head_start_ray_commands": [],
+        "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+    }  # fmt: skip
+
+
+def start_autoscaling_head(
+    env: dict, workdir: str, max_workers: int = 2, idle_minutes: float = 0.1
+) -> tuple[subprocess.Popen, str]:
+    """`ray start --head --autoscaling-config` (1 CPU) in a session of its own; (process,
+    GCS address). Stop it with kill_session(process.pid)."""
+    import yaml
+
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    config = os.path.join(workdir, "autoscaling.yaml")
+    with open(config, "w") as handle:
+        yaml.safe_dump(autoscaling_config(address, max_workers, idle_minutes), handle)
+    low = free_port()
+    head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # fmt: skip
+    head_env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+         f"--autoscaling-config={config}", f"--port={port}", "--num-cpus=1",
+         f"--temp-dir={os.path.join(workdir, 'rt')}", f"--object-store-memory={100 * 1024**2}",
+         "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+         f"--min-worker-port={low}", f"--max-worker-port={low + 200}", *node_ports()],
+        env=head_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    return head, address
+
+
+def alive_nodes(address: str, env: dict) -> int:
+    code = (
+        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, address], env=env, capture_output=True, text=True
+    )
+    lines = out.stdout.strip().splitlines()
+    return int(lines[-1]) if out.returncode == 0 and lines else -1

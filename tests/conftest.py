@@ -108,15 +108,15 @@ def ray_cluster(s3_endpoint):
 def token_cluster(tmp_path_factory):
     """A head started as a new user starts one, with token authentication on (Ray 2.60's
     default); its token lives in a file of its own, not in this machine's ~/.ray.
-    Yields (dashboard URL, token file)."""
+    Yields (dashboard URL, token file, GCS address)."""
     token = tmp_path_factory.mktemp("token-cluster") / "auth_token"
     token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
     env = project_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
     temp_dir = tempfile.mkdtemp(prefix="raytok", dir="/tmp")
-    head, _, dashboard = start_head(env, temp_dir, "23000-23999")
+    head, port, dashboard = start_head(env, temp_dir, "23000-23999")
     try:
         wait_for_port(dashboard, head, timeout=60)
-        yield f"http://127.0.0.1:{dashboard}", token
+        yield f"http://127.0.0.1:{dashboard}", token, f"127.0.0.1:{port}"
     finally:
         stop([head])
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -6,6 +6,9 @@ directory instead (`/tmp/vda-<uid>/session-<time>-<pid>/`); `vda --verbose ...`
 (or `VDA_VERBOSE=1`, which Ray workers inherit) leaves them on the terminal
 as the frameworks print them.
 
+Joining a cluster has a deadline (`connect.py`): a wrong address, a missing
+token or another Ray version is one line within `VDA_CONNECT_TIMEOUT_S`.
+
 Nothing in the home directory: Ray 2.60 turns token authentication on for a
 local `ray.init()` and writes the token to `~/.ray/auth_token` unless one is
 configured. A job that starts a local Ray writes its token into its own
@@ -87,9 +90,13 @@ def start_ray(**init_kwargs: Any) -> None:
     """
     import ray
 
+    from .connect import probe_cluster
+
     if ray.is_initialized():
         return
     local = not os.environ.get("RAY_ADDRESS") and not init_kwargs.get("address")
+    if not local:  # ClusterConnectError: one line, within the deadline, instead of a long retry
+        probe_cluster(init_kwargs.get("address"), connect_timeout_s())
     if local and "RAY_AUTH_MODE" not in os.environ and not _token_configured():
         token = session_dir() / "ray_auth_token"
         token.write_text(secrets.token_hex(32))
@@ -133,6 +140,11 @@ def _raylet_messages_to_log() -> None:
 
     to_log.vda_quiet = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = to_log
+
+
+def connect_timeout_s() -> float:
+    """Seconds a job waits to join a cluster (`VDA_CONNECT_TIMEOUT_S`, default 20)."""
+    return float(os.environ.get("VDA_CONNECT_TIMEOUT_S", "20"))
 
 
 def _token_configured() -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..storage import S3Settings, commit_object, join, open_output, write_bytes
 from ..storage.objects import delete
+from .lease import check_holder
 from .manifest import ManifestRow, write_row
 
 SUCCESS = "_SUCCESS.json"
@@ -33,8 +34,11 @@ def staging_key(video_id: str) -> str:
 class OutputCommit:
     """One attempt at one video's outputs: a local folder, a staging prefix, the commit."""
 
-    def __init__(self, output: str, video_id: str, settings: S3Settings | None = None) -> None:
+    def __init__(
+        self, output: str, video_id: str, settings: S3Settings | None = None, lease_owner: str = ""
+    ) -> None:
         self.output = output
+        self.lease_owner = lease_owner  # the job's: checked right before the commit (fencing)
         self.video_id = video_id
         self.settings = settings
         self.final = join(output, video_id)
@@ -57,6 +61,8 @@ class OutputCommit:
             self.uploaded.append(relative)
 
     def commit(self, row: ManifestRow) -> None:
+        """LeaseLost: the job no longer holds the output prefix, and nothing was touched."""
+        check_holder(self.output, self.lease_owner, self.settings)
         delete(self.final, self.settings)  # leftovers of an aborted or earlier attempt
         for relative in self.uploaded:
             commit_object(join(self.staging, relative), join(self.final, relative), self.settings)
@@ -71,7 +77,11 @@ class OutputCommit:
             delete(self.staging, self.settings)
 
 
-def record_failure(output: str, row: ManifestRow, settings: S3Settings | None = None) -> None:
-    """A failed video's durable row (a rerun skips it unless retry_failed)."""
+def record_failure(
+    output: str, row: ManifestRow, settings: S3Settings | None = None, lease_owner: str = ""
+) -> None:
+    """A failed video's durable row (a rerun skips it unless retry_failed); best effort, and
+    never by a job that lost its lease, nor over a done row (`write_row` refuses that)."""
     with contextlib.suppress(Exception):
+        check_holder(output, lease_owner, settings)
         write_row(output, row, settings)

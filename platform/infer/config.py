@@ -39,6 +39,9 @@ class ActorConfig:
     # attempt. Raised by itself to 4x the longest pause any actor of the job has seen end
     # (the first window of a large model on a slow device), so a slow model never trips it.
     stall_timeout_s: float = 300.0
+    # the job's share of the cluster's autoscaler request lapses this long after its driver
+    # stopped renewing it (a killed driver never holds nodes longer than this)
+    autoscaler_ttl_s: float = 60.0
     # torch threads per actor. Ray sets OMP_NUM_THREADS from num_cpus, which is 1
     # for fractional shares; 0 means ceil(cpus_per_actor). On GPU nodes it matters little.
     torch_threads: int = 0
@@ -124,8 +127,8 @@ class InferConfig:
             raise ValueError('actors.num_actors must be "auto" or at least 1')
         if actors.min_actors < 1 or (actors.max_actors and actors.max_actors < actors.min_actors):
             raise ValueError("actors: need 1 <= min_actors <= max_actors (0: unbounded)")
-        if actors.stall_timeout_s <= 0:
-            raise ValueError("actors.stall_timeout_s must be positive (seconds)")
+        if actors.stall_timeout_s <= 0 or actors.autoscaler_ttl_s <= 0:
+            raise ValueError("actors.stall_timeout_s and autoscaler_ttl_s must be positive (s)")
         if actors.cpus_per_actor <= 0 and actors.gpus_per_actor <= 0:
             raise ValueError("actors: cpus_per_actor or gpus_per_actor must be positive")
         if self.split.segment_frames < 0:

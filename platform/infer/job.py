@@ -67,8 +67,10 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
     progress(f"vda infer: {plan.summary()}")
     if plan.weights_line():
         progress(f"vda infer: {plan.weights_line()}")
-    with OutputLease(config.output, config.lease_s, config.s3):  # LeaseHeld: another job
-        rows, scheduled, startup, peak = _schedule(config, plan, progress)
+    # LeaseHeld: another job holds the prefix; LeaseLost: this one lost it mid-way (fenced)
+    with OutputLease(config.output, config.lease_s, config.s3) as lease:
+        rows, scheduled, startup, peak = _schedule(config, plan, progress, lease)
+        lease.check()
         by_id = {**earlier, **{r.video_id: r for r in rows}}
         ordered = sorted(by_id.values(), key=lambda r: r.video_id)
         outliers = flag_outliers(ordered)
@@ -79,7 +81,9 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
     return result
 
 
-def _schedule(config: InferConfig, plan, progress) -> tuple[list[ManifestRow], float, float, int]:
+def _schedule(
+    config: InferConfig, plan, progress, lease: OutputLease
+) -> tuple[list[ManifestRow], float, float, int]:
     """Run the to-do units on the pool: (rows, makespan s, first actor ready s, peak actors)."""
 
     from .scheduler import InferScheduler
@@ -91,7 +95,7 @@ def _schedule(config: InferConfig, plan, progress) -> tuple[list[ManifestRow], f
     with contextlib.suppress(StorageError):
         delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
     started = time.perf_counter()
-    scheduler = InferScheduler(config, plan.checkpoint_sha256, rows.append, progress)
+    scheduler = InferScheduler(config, plan.checkpoint_sha256, rows.append, progress, lease)
     scheduler.run(plan.todo)  # PoolStartError: no actor could start; the durable rows stay
     pool = scheduler.pool
     return rows, time.perf_counter() - started, pool.first_ready_s or 0.0, pool.peak_ready

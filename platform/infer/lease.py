@@ -1,17 +1,28 @@
-"""One job per output prefix: a lease object under it, renewed while the job runs.
+"""One job per output prefix: a lease object under it, enforced by the store's conditions.
 
 Two drivers on one prefix would clear each other's staging (`_tmp/`) and
-commit the same videos twice. So a job writes `<output>/_manifests/_LEASE.json`
-(who holds it, until when) before any work, renews it every third of
-`lease_s`, and deletes it at the end. A second job finds a live lease and
-refuses with one line. A job that crashed leaves a lease that expires after
-`lease_s`; one whose driver died on this very machine (its pid is gone) is
-taken over at once, so a rerun after a killed driver need not wait.
+commit the same videos twice. So a job holds `<output>/_manifests/_LEASE.json`
+(who holds it, until when) while it runs:
 
-Object stores have no compare-and-swap here (pyarrow), so the lease is
-written, then read back after a moment: of two jobs that started in the
-same instant, the one whose write was overwritten sees the other's and
-steps back.
+- **taken** with a conditional write (`storage.conditional`): created only
+  if absent (S3 `If-None-Match: *`, locally `O_EXCL`), or, when the lease
+  there has expired (or names a dead driver on this machine), replaced only
+  if it is still the version that was read (`If-Match: <etag>`). Of two jobs
+  that start in the same instant the store lets exactly one write win; the
+  other refuses with one line.
+- **renewed** every third of `lease_s`, again with `If-Match` on the etag
+  of our last write. A renewal the store refuses means another job took the
+  lease: the job is fenced at once (`lost` is set, `on_lost` is called: the
+  scheduler kills its actors and ends with one line). A renewal that fails
+  (storage unreachable) is retried every second or two until the lease
+  would expire; then the job is fenced the same way, before anyone may take
+  over.
+- **released** at the end with `If-Match`: never deletes a successor's lease.
+
+Fencing is by deadline: the holder stops committing before its lease
+expires, and a taker waits for the expiry. Rows are written create-only as
+well (`manifest.write_row`), so even a job fenced too late cannot commit a
+video twice.
 """
 
 from __future__ import annotations
@@ -23,10 +34,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from ..storage import S3Settings, StorageError, join, read_bytes, write_bytes
-from ..storage.objects import delete
+from ..storage import S3Settings, StorageError, join
+from ..storage import conditional as cond
 
 LEASE = "_manifests/_LEASE.json"
 
@@ -35,18 +47,26 @@ class LeaseHeld(RuntimeError):
     """Another live job holds the output prefix: one line saying which and until when."""
 
 
+class LeaseLost(RuntimeError):
+    """This job's lease was taken or could not be renewed in time: it stopped committing."""
+
+
 class OutputLease:
     def __init__(
-        self, output: str, lease_s: float, settings: S3Settings | None = None, settle_s: float = 0.5
+        self,
+        output: str,
+        lease_s: float,
+        settings: S3Settings | None = None,
+        on_lost: Callable[[str], None] = lambda reason: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.uri = join(output, LEASE)
-        self.output, self.lease_s, self.settings, self.settle_s = (
-            output,
-            lease_s,
-            settings,
-            settle_s,
-        )
+        self.output, self.lease_s, self.settings = output, lease_s, settings
+        self.on_lost, self.clock = on_lost, clock
         self.owner = uuid.uuid4().hex
+        self.etag: str | None = None
+        self.expires = 0.0
+        self.lost: str | None = None  # why this job no longer holds the prefix
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,53 +78,84 @@ class OutputLease:
         self.release()
 
     def acquire(self) -> None:
-        held = self._read()
-        if held is not None and held.get("owner") != self.owner and _alive(held):
-            raise LeaseHeld(_describe(self.output, held, self.uri))
-        self._write()
-        time.sleep(self.settle_s)  # a job that wrote at the same instant: one write wins
-        held = self._read()
-        if held is None or held.get("owner") != self.owner:
-            raise LeaseHeld(_describe(self.output, held or {}, self.uri))
+        held = cond.read(self.uri, self.settings)
+        body = self._body()
+        try:
+            if held is None:
+                self.etag = cond.create(self.uri, body, self.settings)
+            else:
+                holder = _parse(held.data)
+                if holder is not None and _alive(holder, self.clock()):
+                    raise LeaseHeld(_describe(self.output, holder, self.uri))
+                self.etag = cond.replace(self.uri, body, held.etag, self.settings)
+        except cond.PreconditionFailed:  # another job wrote it between our read and write
+            winner = cond.read(self.uri, self.settings)
+            holder = (_parse(winner.data) if winner else None) or {}
+            raise LeaseHeld(_describe(self.output, holder, self.uri)) from None
         self._thread = threading.Thread(target=self._renew, daemon=True, name="lease")
         self._thread.start()
+
+    def check(self) -> None:
+        """Raise LeaseLost once the lease is gone: callers check before committing."""
+        if self.lost is not None:
+            raise LeaseLost(self.lost)
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
-        with contextlib.suppress(StorageError):
-            held = self._read()
-            if held is not None and held.get("owner") == self.owner:
-                delete(self.uri, self.settings)
+            self._thread.join(timeout=10)
+        if self.lost is None and self.etag is not None:
+            # refused (no longer ours) or unreachable: it expires by itself
+            with contextlib.suppress(StorageError):
+                cond.remove(self.uri, self.etag, self.settings)
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
-            with contextlib.suppress(StorageError):  # a blip: the next renewal tries again
-                self._write()
+        pause = self.lease_s / 3
+        while not self._stop.wait(pause):
+            try:
+                self.etag = cond.replace(self.uri, self._body(), self.etag or "", self.settings)
+                pause = self.lease_s / 3
+            except cond.PreconditionFailed:
+                self._fence(
+                    f"the lease on {self.output} was taken by another job; this job stopped "
+                    "committing (was the driver paused longer than actors.lease_s?)"
+                )
+                return
+            except Exception as error:  # storage unreachable: retry until it would expire
+                margin = min(5.0, self.lease_s / 6)
+                if self.clock() >= self.expires - margin:
+                    self._fence(
+                        f"could not renew the lease on {self.output} before it expired: "
+                        f"{str(error).strip().splitlines()[0] if str(error).strip() else error!r}"
+                    )
+                    return
+                pause = min(2.0, self.lease_s / 10)
 
-    def _write(self) -> None:
+    def _fence(self, reason: str) -> None:
+        self.lost = reason
+        self.on_lost(reason)
+
+    def _body(self) -> bytes:
+        self.expires = self.clock() + self.lease_s
         body = {
             "owner": self.owner,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "expires": time.time() + self.lease_s,
+            "expires": self.expires,
         }
-        write_bytes(self.uri, json.dumps(body).encode(), self.settings)
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(read_bytes(self.uri, self.settings))
-        except StorageError as error:
-            if "does not exist" in str(error):
-                return None
-            raise
-        except ValueError:
-            return None  # torn or foreign: not a lease anyone can hold
+        return json.dumps(body).encode()
 
 
-def _alive(held: dict[str, Any]) -> bool:
-    if float(held.get("expires", 0)) < time.time():
+def _parse(data: bytes) -> dict[str, Any] | None:
+    try:
+        held = json.loads(data)
+    except ValueError:
+        return None  # torn or foreign: not a lease anyone can hold
+    return held if isinstance(held, dict) else None
+
+
+def _alive(held: dict[str, Any], now: float) -> bool:
+    if float(held.get("expires", 0)) < now:
         return False
     if held.get("host") == socket.gethostname():  # a driver on this machine: is it running?
         try:
@@ -125,3 +176,18 @@ def _describe(output: str, held: dict[str, Any], uri: str) -> str:
         f"{held.get('host', '?')}, lease until {until}); wait for it, or delete {uri} "
         "if that job is gone"
     )
+
+
+def check_holder(output: str, owner: str, settings: S3Settings | None = None) -> None:
+    """Raise LeaseLost unless the lease on `output` is `owner`'s and live: what an actor
+    checks right before it commits, so a fenced job's actors stop committing too (the
+    driver kills them as well, but a kill takes a moment to land). `owner` "" checks nothing
+    (a unit run outside a job, as the tests and benchmarks do)."""
+    if not owner:
+        return
+    held = cond.read(join(output, LEASE), settings)
+    holder = _parse(held.data) if held is not None else None
+    if holder is None or holder.get("owner") != owner:
+        raise LeaseLost(f"the lease on {output} is no longer this job's; not committing")
+    if float(holder.get("expires", 0)) < time.time():
+        raise LeaseLost(f"the lease on {output} expired; not committing")

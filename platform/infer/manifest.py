@@ -13,6 +13,7 @@ only rows newer than the merge are read one by one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -33,8 +34,8 @@ from ..storage import (
     read_bytes,
     resolve,
     stat,
-    write_bytes,
 )
+from ..storage import conditional as cond
 
 ROWS = "_manifests/rows"
 
@@ -105,8 +106,35 @@ def row_uri(output: str, video_id: str) -> str:
     return join(output, ROWS, f"{video_id}.json")
 
 
+class AlreadyCommitted(StorageError):
+    """The video has a done row already: no video is committed twice."""
+
+
 def write_row(output: str, row: ManifestRow, settings: S3Settings | None = None) -> None:
-    write_bytes(row_uri(output, row.video_id), json.dumps(row.to_dict()).encode(), settings)
+    """The durable row, written create-only (S3 `If-None-Match: *`, locally `O_EXCL`).
+
+    A failed row of an earlier attempt or run is replaced only if it is still
+    the version read (`If-Match`); a done row is never replaced: AlreadyCommitted.
+    """
+    uri, data = row_uri(output, row.video_id), json.dumps(row.to_dict()).encode()
+    for _ in range(3):  # each round loses only to another writer's change
+        try:
+            cond.create(uri, data, settings)
+            return
+        except cond.PreconditionFailed:
+            pass
+        existing = cond.read(uri, settings)
+        if existing is None:
+            continue
+        with contextlib.suppress(ValueError, TypeError):
+            if json.loads(existing.data).get("status") == "done":
+                raise AlreadyCommitted(f"{row.video_id} is committed already: its row stands")
+        try:
+            cond.replace(uri, data, existing.etag, settings)
+            return
+        except cond.PreconditionFailed:
+            continue
+    raise AlreadyCommitted(f"{row.video_id}: its row kept changing under this writer")
 
 
 def read_row(output: str, video_id: str, settings: S3Settings | None = None) -> ManifestRow | None:

@@ -3,10 +3,10 @@
 The policy lives here and nowhere else (the scheduler only asks for idle
 actors and reports deaths):
 
-- **size**: `num_actors: auto` is what the cluster's resources hold (GPUs /
-  `gpus_per_actor` where actors ask for GPUs, else CPUs / `cpus_per_actor`),
-  bounded by `min_actors` / `max_actors` and by the work left; a number is
-  asked for as it is. A split video's stitch runs in a thread of a pool
+- **size**: `num_actors: auto` is what the cluster's nodes hold, each node
+  counted on its own (`sizing.fits_on_nodes`: fragments of nodes do not add
+  up to an actor), bounded by `min_actors` / `max_actors` and by the work
+  left; a number is asked for as it is. A split video's stitch runs in a thread of a pool
   actor (on the resources that actor already holds), so the pool may take
   every CPU of the cluster without starving it.
 - **start**: actors start without waiting; their placement and then their
@@ -19,14 +19,17 @@ actors and reports deaths):
   that long while work is left: `PoolStartError` (the job exits with 2).
 - **grow**: every `check_s` the pool compares itself with the cluster; when
   capacity appeared (a node joined, the autoscaler added one) it starts
-  actors up to the target. Where the target is more than the cluster holds,
-  it asks the autoscaler for the difference (`request_resources`) and
-  withdraws the request at the end.
+  actors up to the target. What it wants is its share of the cluster's one
+  autoscaler request (`demand.py`): renewed while the driver lives, lowered
+  as the queue drains (`sizing.actors_to_request`), withdrawn at the end,
+  and expired by the coordinator if the driver dies.
 - **shrink**: at the tail, an idle actor with no stitch to host is released
   at once, so an autoscaler can take its node back.
-- **deaths**: an actor that dies while starting counts like a unit's
-  attempt: after `max_attempts` starts in a row that died, the pool stops
-  starting actors (a model that cannot load on a node type does not loop).
+- **deaths**: an actor that dies while starting delays the next start
+  (`sizing.StartBackoff`: doubling up to 5 minutes, reset when a node
+  joins or leaves), so a vanished spot node never stops growth for good;
+  with no actor left and `max_attempts` failed starts in a row, the job
+  ends (a model that cannot load anywhere does not loop).
 
 Ray Data's actor-pool operator and autoscaler follow the same discipline
 (STACK_NOTES, "Ray scheduling traps").
@@ -36,11 +39,14 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ActorConfig
+from .demand import DemandShare
+from .sizing import StartBackoff, actors_to_request, fits_on_nodes
 
 
 class PoolStartError(RuntimeError):
@@ -100,11 +106,11 @@ class ActorPool:
         self.first_ready_s: float | None = None  # seconds from the start to the first ready actor
         self._last_check = -math.inf
         self._last_ready_or_work = clock()
-        self._start_failures = 0  # in a row
+        self.backoff = StartBackoff()  # failed starts in a row, and when the next may be
         self._last_start_error = ""
         self._ceiling: int | None = None  # what the cluster placed when actors timed out
-        self._totals: dict[str, float] = {}
-        self._requested = False
+        self._membership: frozenset[str] = frozenset()
+        self.share = DemandShare(uuid.uuid4().hex, progress, ttl_s=actors.autoscaler_ttl_s)
         self._min_checked = False
         self._min_needed = actors.min_actors
 
@@ -132,9 +138,9 @@ class ActorPool:
 
     # -- sizing -----------------------------------------------------------------
     def capacity(self) -> int:
-        """Actors the cluster's resources hold in all (every node, busy or not)."""
-        totals = self.ray.cluster_resources()
-        return _fits(totals, self.demand)
+        """Actors the cluster's nodes hold in all (busy or not), each node on its own."""
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        return fits_on_nodes(nodes, self.demand)
 
     def target(self, work_left: int) -> int:
         """How many actors the pool wants now, before looking at what the cluster holds."""
@@ -151,8 +157,8 @@ class ActorPool:
         """The first actors: as many as the target, none waited on."""
         wanted = self.target(work_left)
         self._min_needed = min(self.config.min_actors, work_left)
-        self._totals = self._cluster_totals()
-        self._ask_autoscaler(work_left)
+        self._membership = self._nodes()
+        self._ask_autoscaler(queued=work_left, running=0)
         for _ in range(wanted):
             self._add()
 
@@ -168,7 +174,7 @@ class ActorPool:
             member.placed, member.started, member.ref = True, self.clock(), member.load_ref
             return None
         member.ready, member.info, member.node = True, info, info.get("node", "")
-        self._start_failures = 0
+        self.backoff.succeeded()
         self.peak_ready = max(self.peak_ready, len(self.ready()))
         if self.first_ready_s is None:
             self.first_ready_s = self.clock() - self.started_at
@@ -176,11 +182,11 @@ class ActorPool:
 
     def _start_failed(self, member: Member, reason: str) -> None:
         self.release(member)
-        self._start_failures += 1
+        self.backoff.failed(self.clock())
         self._last_start_error = reason
         self.progress(
-            f"vda infer: an actor failed to start ({self._start_failures} in a row, "
-            f"{self.config.max_attempts} allowed): {reason}"
+            f"vda infer: an actor failed to start ({self.backoff.failures} in a row; the next "
+            f"start in {self.backoff.delay():g} s): {reason}"
         )
 
     def died(self, member: Member) -> None:
@@ -209,11 +215,13 @@ class ActorPool:
         if now - self._last_check < self.config.check_s:
             return
         self._last_check = now
-        totals = self._cluster_totals()
-        if totals != self._totals:  # a node joined or left: what timed out may fit now
-            self._totals, self._ceiling = totals, None
-        if queued == 0 or self.starting() or self._start_failures >= self.config.max_attempts:
-            return  # one batch at a time; a model that cannot load is not started again
+        self._ask_autoscaler(queued=queued, running=work_left - queued)
+        membership = self._nodes()
+        if membership != self._membership:  # a node joined or left: what timed out may fit now
+            self._membership, self._ceiling = membership, None
+            self.backoff.membership_changed()
+        if queued == 0 or self.starting() or not self.backoff.may_start(now):
+            return  # one batch at a time; after failed starts, not before the backoff ends
         want = min(self.target(work_left), self.capacity())
         if self._ceiling is not None:
             want = min(want, self._ceiling)
@@ -223,8 +231,7 @@ class ActorPool:
     def shutdown(self) -> None:
         for member in list(self.members):
             self.release(member)
-        if self._requested:
-            self._request([])
+        self.share.close()  # this job's share only; another job's stays
 
     # -- internals ---------------------------------------------------------------
     def _add(self) -> None:
@@ -266,9 +273,9 @@ class ActorPool:
                     f"within {timeout:g} s; {self._why()}"
                 )
         if work_left and not placed:
-            if self._start_failures >= self.config.max_attempts and not self.starting():
+            if self.backoff.failures >= self.config.max_attempts and not self.starting():
                 raise PoolStartError(
-                    f"actors failed to start {self._start_failures} times in a row: "
+                    f"actors failed to start {self.backoff.failures} times in a row: "
                     f"{self._last_start_error}"
                 )
             if now - self._last_ready_or_work >= timeout:
@@ -285,29 +292,16 @@ class ActorPool:
         totals = self.ray.cluster_resources()
         return {k: float(totals.get(k, 0.0)) for k in ("CPU", "GPU")}
 
-    def _ask_autoscaler(self, work_left: int) -> None:
-        """Ask for the actors the cluster does not hold yet (none is asked of a fixed cluster:
-        the request just stays unfulfilled there)."""
-        actors = self.config
-        wanted = actors.num_actors if actors.num_actors != "auto" else actors.max_actors
-        wanted = min(wanted or 0, work_left)
-        if wanted > self.capacity():
-            self._request([dict(self.demand)] * wanted)
-            self._requested = True
+    def _ask_autoscaler(self, queued: int, running: int) -> None:
+        """This job's share of the cluster's request: room for the actors the work left
+        needs (on a fixed cluster nothing acts on it)."""
+        actors, capacity = self.config, self.capacity()
+        count = actors_to_request(actors.num_actors, actors.max_actors, queued, running, capacity)
+        if count > capacity or self.share.bundles:  # a cluster that holds it all: ask nothing
+            self.share.update([dict(self.demand)] * count)
 
-    def _request(self, bundles: list[dict[str, float]]) -> None:
-        from ray.autoscaler.sdk import request_resources
-
-        try:
-            request_resources(bundles=bundles)
-        except Exception as error:  # no autoscaler API on this cluster: nothing to ask
-            self.progress(f"vda infer: could not ask the autoscaler for nodes: {error}")
-
-
-def _fits(resources: dict[str, float], demand: dict[str, float]) -> int:
-    if not demand:
-        return 0
-    return min(math.floor(resources.get(k, 0.0) / v + 1e-9) for k, v in demand.items())
+    def _nodes(self) -> frozenset[str]:
+        return frozenset(n["NodeID"] for n in self.ray.nodes() if n.get("Alive"))
 
 
 def _pick(resources: dict[str, float], demand: dict[str, float]) -> dict[str, float]:

@@ -39,6 +39,7 @@ from ..core.config import to_dict
 from ..core.progress import JobProgress
 from .activity import ActivityReport, unit_key
 from .config import InferConfig
+from .lease import LeaseLost, OutputLease
 from .manifest import ManifestRow
 from .pool import ActorPool, Member, first_line
 from .records import base_row
@@ -66,6 +67,7 @@ class InferScheduler:
         checkpoint_sha256: str,
         on_row: Callable[[ManifestRow], None],
         progress: Callable[[str], None] = print,
+        lease: OutputLease | None = None,
     ) -> None:
         import ray
 
@@ -83,7 +85,11 @@ class InferScheduler:
             max_task_retries=0,
         )
         config_dict = to_dict(config)
-        self.pool = ActorPool(lambda: actor_class.remote(config_dict, self.sha), actors, progress)
+        self.lease = lease
+        owner = lease.owner if lease is not None else ""
+        self.pool = ActorPool(
+            lambda: actor_class.remote(config_dict, self.sha, owner), actors, progress
+        )
         self.model: dict[str, Any] = {}
         self.stalls = StallPolicy(actors.stall_timeout_s)
         self.watched: dict[str, Watched] = {}  # task key -> what the driver knows of it
@@ -104,6 +110,8 @@ class InferScheduler:
         try:
             pool.start(len(queue))
             while queue or running or stitching or self.homeless:
+                if self.lease is not None:
+                    self.lease.check()  # LeaseLost: fenced; the actors are killed below
                 waiting_for_actor = len(queue) + len(self.homeless)
                 pool.maintain(work_left=waiting_for_actor + len(running), queued=waiting_for_actor)
                 for member in pool.idle():
@@ -158,6 +166,8 @@ class InferScheduler:
             return
         member.busy = False
         kind = result["kind"]
+        if kind == "fenced":
+            raise LeaseLost(result["error"])
         video = videos[unit["video_id"]]
         if kind == "row":
             self._emit(ManifestRow.from_dict(result["row"]))
@@ -245,6 +255,8 @@ class InferScheduler:
             return
         except ray.exceptions.RayError as error:
             result = {"kind": "row", "row": None, "error": f"{type(error).__name__}: {error}"}
+        if result["kind"] == "fenced":
+            raise LeaseLost(result["error"])
         if video.failed is not None or result["kind"] == "cancelled":
             return  # cancelled: a segment failed, and the row says why
         if result.get("row") is None:
@@ -268,13 +280,13 @@ class InferScheduler:
             queue.appendleft(dict(unit, uncharged=uncharged + 1))
             return
         attempts = unit["attempt"]
-        why = stalled or f"the actor died: {first_line(error)}"
+        why = stalled or "the actor died"
         if attempts < self.config.actors.max_attempts:
             self.progress.line(
                 f"{unit['video_id']}: {why} (attempt {attempts} of "
                 f"{self.config.actors.max_attempts}); retrying"
             )
-            queue.appendleft(dict(unit, attempt=attempts + 1, last_error=why))
+            queue.appendleft(dict(unit, attempt=attempts + 1))
             return
         what = f"segment {unit['segment']}" if unit["kind"] == "segment" else "the video"
         if stalled:
@@ -368,6 +380,8 @@ class InferScheduler:
         model = self.model or {"size": "", "metric": False, "sha256": self.sha, "precision": ""}
         row = base_row(unit, self.config, {**model, "sha256": self.sha})
         row.error, row.attempts = reason, attempts
+        if self.lease is not None:
+            self.lease.check()
         record_failure(self.config.output, row, self.config.s3)
         return row
 

@@ -17,6 +17,8 @@ from . import segments
 from .activity import Activity, ActorActivity
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
+from .lease import LeaseLost
+from .manifest import AlreadyCommitted
 from .records import base_row, committed_row, finish_row, video_metadata
 from .sources import OpenedVideo
 
@@ -30,6 +32,7 @@ def stitch(
     cancelled: Callable[[], bool] = lambda: False,
     poll_s: float = 0.5,
     activity: Activity | None = None,
+    lease_owner: str = "",
 ) -> dict[str, Any]:
     """The ordered pass over a split video: align, blend, write and commit, as segments land.
 
@@ -51,7 +54,7 @@ def stitch(
         return {"kind": "row", "row": committed.to_dict()}
     row = base_row(unit, config, model)
     row.segments, row.node = count, node
-    commit = OutputCommit(config.output, video_id, config.s3)
+    commit = OutputCommit(config.output, video_id, config.s3, lease_owner)
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
 
@@ -102,10 +105,14 @@ def stitch(
         segments.drop_segments(config.output, video_id, config.s3)
     except StitchCancelled:
         return {"kind": "cancelled"}
+    except LeaseLost as error:  # fenced: no row, the driver stops the job
+        return {"kind": "fenced", "error": str(error)}
+    except AlreadyCommitted:  # a stitch retried after its commit: that row stands
+        return {"kind": "row", "row": committed_row(config, video_id).to_dict()}
     except Exception as error:
         row.status, row.error = "failed", f"stitch: {type(error).__name__}: {error}"
         row.seconds = time.perf_counter() - start
-        record_failure(config.output, row, config.s3)
+        record_failure(config.output, row, config.s3, lease_owner)
     finally:
         commit.cleanup()
     return {"kind": "row", "row": row.to_dict()}

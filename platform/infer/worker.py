@@ -43,6 +43,8 @@ from . import segments
 from .activity import Activity, ActorActivity, unit_key
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
+from .lease import LeaseLost
+from .manifest import AlreadyCommitted
 from .records import base_row, committed_row, finish_row, video_metadata
 from .sources import OpenedVideo, threaded
 from .stitch import stitch
@@ -51,10 +53,13 @@ from .stitch import stitch
 class VideoDepthWorker:
     """A Ray actor (see scheduler.py): one model, one unit of work per call."""
 
-    def __init__(self, config: dict[str, Any], checkpoint_sha256: str) -> None:
+    def __init__(
+        self, config: dict[str, Any], checkpoint_sha256: str, lease_owner: str = ""
+    ) -> None:
         """Cheap on purpose: the pool tells "not placed" (this has not run) from "loading"."""
         self.config = build(InferConfig, config)
         self.sha = checkpoint_sha256
+        self.lease_owner = lease_owner  # every commit checks the job still holds the prefix
         self.node = ray.get_runtime_context().get_node_id()
         self._cancelled: dict[str, threading.Event] = {}
         self.activity = ActorActivity()
@@ -134,8 +139,9 @@ class VideoDepthWorker:
         activity = self.activity.begin(f"stitch:{unit['video_id']}")
         try:
             return stitch(
-                self.config, unit, count, model, self.node, cancelled.is_set, activity=activity
-            )
+                self.config, unit, count, model, self.node, cancelled.is_set, activity=activity,
+                lease_owner=self.lease_owner,
+            )  # fmt: skip
         finally:
             self._cancelled.pop(unit["video_id"], None)
             self.activity.end(activity.key)
@@ -152,7 +158,7 @@ class VideoDepthWorker:
         video, video_id = unit["video"], unit["video_id"]
         row = base_row(unit, config, self.model)
         row.attempts, row.node = unit.get("attempt", 1), self.node
-        commit = OutputCommit(config.output, video_id, config.s3)
+        commit = OutputCommit(config.output, video_id, config.s3, self.lease_owner)
         start = time.perf_counter()
         try:
             if row.attempts > 1 and (done := committed_row(config, video_id)) is not None:
@@ -190,6 +196,10 @@ class VideoDepthWorker:
             finish_row(row, produced, info, self.engine.alignments, time.perf_counter() - start)
             activity.step("commit")
             commit.commit(row)
+        except LeaseLost as error:  # fenced: no row, the driver stops the job
+            return {"kind": "fenced", "error": str(error)}
+        except AlreadyCommitted:  # another attempt committed it first: that row stands
+            return {"kind": "row", "row": committed_row(config, video_id).to_dict()}
         except VideoDecodeError as error:
             row.status, row.error = "failed", str(error)
         except Exception as error:  # any other per-video failure: record it, finish the rest
@@ -199,7 +209,7 @@ class VideoDepthWorker:
             commit.cleanup()
         if row.status == "failed":
             row.seconds = time.perf_counter() - start
-            record_failure(config.output, row, config.s3)
+            record_failure(config.output, row, config.s3, self.lease_owner)
         return {"kind": "row", "row": row.to_dict()}
 
     # -- one segment of a long video -------------------------------------------

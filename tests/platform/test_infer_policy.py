@@ -107,3 +107,60 @@ def test_retrying_storage_gives_up_after_its_attempts_with_the_first_line():
     assert retrying(blip, "x", sleep=pauses.append) == "ok"
     assert is_missing(StorageError("cannot read s3://b/k: s3://b/k does not exist"))
     assert not is_missing(StorageError("cannot read s3://b/k: access denied"))
+
+
+def test_what_fits_is_counted_node_by_node():
+    from vda.platform.infer.sizing import fits_on_nodes
+
+    nodes = [{"CPU": 4.0, "GPU": 1.0}, {"CPU": 4.0, "GPU": 1.0}]
+    assert fits_on_nodes(nodes, {"CPU": 6}) == 0  # the totals (8 CPUs) would say 1
+    assert fits_on_nodes(nodes, {"CPU": 4, "GPU": 1}) == 2
+    assert fits_on_nodes(nodes, {"CPU": 1.5}) == 4  # 2 per node, the half CPUs left over
+    assert fits_on_nodes([{"CPU": 8.0}, {"CPU": 3.0}], {"CPU": 4, "GPU": 0.5}) == 0
+    assert fits_on_nodes(nodes, {}) == 0
+
+
+def test_the_autoscaler_is_asked_for_what_the_work_left_needs():
+    from vda.platform.infer.sizing import actors_to_request
+
+    ask = actors_to_request
+    assert ask("auto", 8, queued=100, running=0, capacity=2) == 8  # max_actors bounds it
+    assert ask("auto", 8, queued=3, running=2, capacity=2) == 5  # never more than the work
+    assert ask("auto", 8, queued=0, running=2, capacity=8) == 2  # the tail: the busy ones
+    assert ask("auto", 8, queued=0, running=0, capacity=8) == 0
+    assert ask("auto", 0, queued=50, running=0, capacity=3) == 3  # unbounded: what is there
+    assert ask(4, 0, queued=50, running=0, capacity=1) == 4
+
+
+def test_failed_starts_back_off_and_a_membership_change_resets_it():
+    from vda.platform.infer.sizing import StartBackoff
+
+    backoff = StartBackoff(base_s=5, cap_s=300)
+    assert backoff.may_start(0.0)
+    delays = []
+    for now in (0.0, 10.0, 30.0, 70.0, 200.0, 600.0, 1000.0, 2000.0):
+        backoff.failed(now)
+        delays.append(backoff.delay())
+    assert delays == [5, 10, 20, 40, 80, 160, 300, 300]  # doubling, capped: never stopped
+    assert not backoff.may_start(2000.0 + 299) and backoff.may_start(2000.0 + 300)
+    backoff.membership_changed()  # a node joined: try it now
+    assert backoff.may_start(2000.5)
+    backoff.failed(3000.0)
+    backoff.succeeded()
+    assert backoff.may_start(3000.0)
+
+
+def test_one_request_holds_every_live_jobs_share_until_it_expires():
+    from vda.platform.infer.demand import DemandLedger
+
+    ledger = DemandLedger()
+    ledger.set("job-b", [{"CPU": 1.0}] * 2, expires=160.0)
+    ledger.set("job-a", [{"GPU": 1.0}], expires=100.0)
+    assert ledger.total() == [{"GPU": 1.0}, {"CPU": 1.0}, {"CPU": 1.0}]  # the sum, job order
+    assert ledger.expire(now=99.0) == []
+    assert ledger.expire(now=100.0) == ["job-a"]  # its driver stopped renewing
+    assert ledger.total() == [{"CPU": 1.0}] * 2  # job-b keeps its nodes
+    ledger.set("job-b", [], expires=500.0)  # asks for nothing: its share is gone
+    ledger.set("job-c", [{"CPU": 1.0}], expires=500.0)
+    ledger.drop("job-c")  # a job that ends drops its own share only
+    assert ledger.total() == [] and ledger.shares == {}

@@ -78,7 +78,7 @@ def test_submitted_training_and_bulk_depth_jobs_succeed(
 def test_submit_status_and_logs_with_token_authentication(
     token_cluster, tmp_path, capsys, monkeypatch
 ):
-    dashboard, token = token_cluster
+    dashboard, token, _ = token_cluster
     # a user with no token of their own (this machine's ~/.ray may hold another cluster's)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
