@@ -22,7 +22,8 @@ from pathlib import Path
 from ..storage import S3Settings, commit_object, join, open_output, write_bytes
 from ..storage.objects import delete
 from .lease import check_holder
-from .manifest import ManifestRow, write_row
+from .manifest import ManifestRow
+from .rows import write_row
 
 SUCCESS = "_SUCCESS.json"
 

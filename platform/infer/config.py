@@ -64,6 +64,15 @@ class WriterConfig:
 
 
 @dataclass
+class ManifestConfig:
+    """How often the driver merges finished rows into manifest part files: what a killed
+    driver's rerun has to read row by row is at most this much."""
+
+    merge_s: float = 60.0
+    merge_rows: int = 1000
+
+
+@dataclass
 class InferFault:
     """Test hooks.
 
@@ -105,6 +114,7 @@ class InferConfig:
     actors: ActorConfig = field(default_factory=ActorConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
+    manifest: ManifestConfig = field(default_factory=ManifestConfig)
     fail_on_error: bool = False
     retry_failed: bool = False  # a rerun skips videos that failed before unless this is set
     progress_s: float = 30.0  # seconds between status lines

@@ -1,8 +1,10 @@
 """`vda infer` driver: check, list, skip what is committed, schedule the rest, merge, record.
 
-Resumable by construction: a video is done when its durable manifest row
-(`<output>/_manifests/rows/<video>.json`, written after the commit) says so,
-and only then; listings decide it (`plan.py`), not a GET per video. A rerun
+Resumable by construction: a video is done when its durable row
+(`<output>/_manifests/done/<video>.json`, written after the commit) exists,
+and only then; a listing decides it (`plan.py`, `rows.py`), not a GET per
+video. Rows reach the manifest in part files as they arrive
+(`manifest.ManifestParts`), compacted at the end. A rerun
 processes only what is missing (and what failed, with retry_failed=true),
 and a split video's finished segments are reused. Everything that can be
 checked before Ray starts is: the listing, that the output prefix takes
@@ -29,9 +31,17 @@ from ..storage import StorageError, join
 from ..storage.objects import delete
 from .config import InferConfig
 from .lease import OutputLease
-from .manifest import ManifestRow, manifest_table, write_manifest
+from .manifest import (
+    ManifestParts,
+    ManifestRow,
+    drop_parts,
+    manifest_table,
+    merged_rows,
+    write_manifest,
+)
 from .plan import plan_job
 from .quality import flag_outliers
+from .rows import read_row_at
 
 
 @dataclass
@@ -69,20 +79,39 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
         progress(f"vda infer: {plan.weights_line()}")
     # LeaseHeld: another job holds the prefix; LeaseLost: this one lost it mid-way (fenced)
     with OutputLease(config.output, config.lease_s, config.s3) as lease:
-        rows, scheduled, startup, peak = _schedule(config, plan, progress, lease)
+        parts = ManifestParts(
+            config.output, config.s3, config.manifest.merge_s, config.manifest.merge_rows
+        )
+        rows, scheduled, startup, peak = _schedule(config, plan, progress, lease, parts)
         lease.check()
-        by_id = {**earlier, **{r.video_id: r for r in rows}}
+        parts.flush()
+        kept, merged = _earlier_rows(config, earlier)
+        by_id = {**kept, **{r.video_id: r for r in rows}}
         ordered = sorted(by_id.values(), key=lambda r: r.video_id)
         outliers = flag_outliers(ordered)
         manifest = write_manifest(config.output, ordered, config.s3)
+        drop_parts([*merged, *parts.written], config.s3)
     seconds = time.perf_counter() - start
     result = InferResult(ordered, manifest, seconds, None, outliers, scheduled, startup, peak)
     result.mlflow_run_id = _track(config, result)
     return result
 
 
+def _earlier_rows(config: InferConfig, earlier) -> tuple[dict[str, ManifestRow], list[str]]:
+    """The kept rows of earlier runs, from the last manifest and the part files (and, for
+    rows finished after a killed run's last part, one read each); the parts read."""
+    wanted = {video_id: (row.status, row.uri) for video_id, row in earlier.items()}
+    rows, parts = merged_rows(
+        config.output, wanted, config.s3, lambda uri: read_row_at(uri, config.s3),
+        config.lookup_threads,
+    )  # fmt: skip
+    for row in rows.values():
+        row.processed = False
+    return rows, parts
+
+
 def _schedule(
-    config: InferConfig, plan, progress, lease: OutputLease
+    config: InferConfig, plan, progress, lease: OutputLease, parts: ManifestParts
 ) -> tuple[list[ManifestRow], float, float, int]:
     """Run the to-do units on the pool: (rows, makespan s, first actor ready s, peak actors)."""
 
@@ -95,7 +124,12 @@ def _schedule(
     with contextlib.suppress(StorageError):
         delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
     started = time.perf_counter()
-    scheduler = InferScheduler(config, plan.checkpoint_sha256, rows.append, progress, lease)
+
+    def on_row(row: ManifestRow) -> None:
+        rows.append(row)
+        parts.add(row)
+
+    scheduler = InferScheduler(config, plan.checkpoint_sha256, on_row, progress, lease)
     scheduler.run(plan.todo)  # PoolStartError: no actor could start; the durable rows stay
     pool = scheduler.pool
     return rows, time.perf_counter() - started, pool.first_ready_s or 0.0, pool.peak_ready

@@ -1,22 +1,22 @@
-"""The one manifest row type of `vda infer`, its durable per-video records, and the merge.
+"""The one manifest row type of `vda infer`, and the manifest merged from the rows.
 
-Durable as videos finish: each committed or failed video leaves
-`<output>/_manifests/rows/<video_id>.json`, written by whoever finished it
-(the actor, or the stitch of a split video), so a job killed at any moment
-leaves a record of everything committed so far. `manifest.parquet` is the
-merge of those rows for the listed videos, written at the end of every run
-(and a copy per run under `_manifests/`). A rerun decides what is done from
-both (`committed_rows`): the listing of the rows folder, never of the whole
-output prefix (an archive's outputs run to millions of PNGs), and the merge;
-only rows newer than the merge are read one by one.
+`manifest.parquet` under the output prefix is the table of every listed
+video's row (`rows.py` keeps each row durably as it finishes). It is built
+incrementally: the driver writes the rows it receives to part files
+(`_manifests/parts/`, every `manifest.merge_s` seconds or `merge_rows`
+rows), and the end of a run compacts the last manifest, the parts and the
+run's rows into a new `manifest.parquet` (and a copy per run under
+`_manifests/`), then deletes the parts it merged. After a killed run only
+the rows finished since its last part are read one by one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import time
+import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +31,8 @@ from ..storage import (
     list_objects,
     open_input,
     open_output,
-    read_bytes,
-    resolve,
-    stat,
 )
-from ..storage import conditional as cond
+from ..storage.objects import delete
 
 ROWS = "_manifests/rows"
 
@@ -102,101 +99,6 @@ _ARROW = {
 MANIFEST_SCHEMA = pa.schema([(f.name, _ARROW[f.type]) for f in dataclasses.fields(ManifestRow)])
 
 
-def row_uri(output: str, video_id: str) -> str:
-    return join(output, ROWS, f"{video_id}.json")
-
-
-class AlreadyCommitted(StorageError):
-    """The video has a done row already: no video is committed twice."""
-
-
-def write_row(output: str, row: ManifestRow, settings: S3Settings | None = None) -> None:
-    """The durable row, written create-only (S3 `If-None-Match: *`, locally `O_EXCL`).
-
-    A failed row of an earlier attempt or run is replaced only if it is still
-    the version read (`If-Match`); a done row is never replaced: AlreadyCommitted.
-    """
-    uri, data = row_uri(output, row.video_id), json.dumps(row.to_dict()).encode()
-    for _ in range(3):  # each round loses only to another writer's change
-        try:
-            cond.create(uri, data, settings)
-            return
-        except cond.PreconditionFailed:
-            pass
-        existing = cond.read(uri, settings)
-        if existing is None:
-            continue
-        with contextlib.suppress(ValueError, TypeError):
-            if json.loads(existing.data).get("status") == "done":
-                raise AlreadyCommitted(f"{row.video_id} is committed already: its row stands")
-        try:
-            cond.replace(uri, data, existing.etag, settings)
-            return
-        except cond.PreconditionFailed:
-            continue
-    raise AlreadyCommitted(f"{row.video_id}: its row kept changing under this writer")
-
-
-def read_row(output: str, video_id: str, settings: S3Settings | None = None) -> ManifestRow | None:
-    """One video's durable row, or None when there is none (or it cannot be read whole)."""
-    try:
-        data = read_bytes(row_uri(output, video_id), settings)
-    except StorageError as error:
-        if "does not exist" in str(error):
-            return None
-        raise
-    try:
-        return ManifestRow.from_dict(json.loads(data))
-    except (ValueError, TypeError):
-        return None  # a torn or foreign file: the video is redone
-
-
-def committed_rows(
-    output: str, video_ids: set[str], settings: S3Settings | None = None, threads: int = 16
-) -> dict[str, ManifestRow]:
-    """The durable rows of these videos, for about 2 requests per 1,000 videos.
-
-    The listing of the rows (1,000 keys a request) says which videos have
-    one; `manifest.parquet`, the merge written at the end of every run, holds
-    the rows as they were then. Only a row written after that merge (by a run
-    that was killed, or a stitch that finished late) is read on its own: one
-    GET each, `threads` at a time.
-    """
-    base = resolve(join(output, ROWS), settings)[1].rstrip("/") + "/"
-    listed: dict[str, float] = {}
-    for item in list_objects(join(output, ROWS), (".json",), settings):
-        path = item.uri.split("://", 1)[-1]
-        video_id = path[len(base) :].removesuffix(".json") if path.startswith(base) else ""
-        if video_id in video_ids:
-            listed[video_id] = item.mtime
-    merged, merged_at = _merged_rows(output, settings) if listed else ({}, 0.0)
-    rows = {
-        video_id: merged[video_id]
-        for video_id, mtime in listed.items()
-        if video_id in merged and mtime < merged_at  # S3 times are whole seconds: strictly older
-    }
-    newer = [video_id for video_id in listed if video_id not in rows]
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for video_id, row in zip(newer, pool.map(lambda v: read_row(output, v, settings), newer)):
-            if row is not None:
-                rows[video_id] = row
-    return rows
-
-
-def _merged_rows(output: str, settings: S3Settings | None) -> tuple[dict[str, ManifestRow], float]:
-    """The rows of the last `manifest.parquet` and when it was written (none: empty, 0)."""
-    uri = join(output, "manifest.parquet")
-    info = stat(uri, settings)
-    if info is None:
-        return {}, 0.0
-    try:
-        with open_input(uri, settings) as handle:
-            table = pq.read_table(handle)
-    except Exception:  # torn or foreign: every row is read on its own instead
-        return {}, 0.0
-    return {r["video_id"]: ManifestRow.from_dict(r) for r in table.to_pylist()}, info.mtime
-
-
 def write_manifest(output: str, rows: list[ManifestRow], settings: S3Settings | None = None) -> str:
     table = manifest_table(rows)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -211,3 +113,93 @@ def write_manifest(output: str, rows: list[ManifestRow], settings: S3Settings | 
 
 def manifest_table(rows: list[ManifestRow]) -> pa.Table:
     return pa.Table.from_pylist([r.to_dict() for r in rows], schema=MANIFEST_SCHEMA)
+
+
+PARTS = "_manifests/parts"
+
+
+class ManifestParts:
+    """The driver's incremental merge: rows in, a part file every `merge_s` or `merge_rows`."""
+
+    def __init__(
+        self,
+        output: str,
+        settings: S3Settings | None = None,
+        merge_s: float = 60.0,
+        merge_rows: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.output, self.settings = output, settings
+        self.merge_s, self.merge_rows, self.clock = merge_s, merge_rows, clock
+        self.pending: list[ManifestRow] = []
+        self.flushed_at = clock()
+        self.written: list[str] = []
+
+    def add(self, row: ManifestRow) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= self.merge_rows or self.clock() - self.flushed_at >= self.merge_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending rows as one part (best effort: the rows themselves are durable)."""
+        self.flushed_at = self.clock()
+        if not self.pending:
+            return
+        name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+        uri = join(self.output, PARTS, name)
+        try:
+            with open_output(uri, self.settings) as handle:
+                pq.write_table(manifest_table(self.pending), handle)
+        except StorageError:
+            return  # kept pending: the next flush tries again
+        self.written.append(uri)
+        self.pending = []
+
+
+def merged_rows(
+    output: str,
+    wanted: dict[str, tuple[str, str]],
+    settings: S3Settings | None = None,
+    read_one: Callable[[str], ManifestRow | None] | None = None,
+    threads: int = 16,
+) -> tuple[dict[str, ManifestRow], list[str]]:
+    """The rows of `wanted` ({video id: (status, row URI)} from a listing) and the part
+    files they were merged from.
+
+    The last `manifest.parquet` and the part files (a GET each) hold most of
+    them; a row whose merged status differs from the listing's, or that no
+    merge holds (finished after a killed run's last part), is read on its own
+    with `read_one`, `threads` at a time; None: left out.
+    """
+    parts = sorted(o.uri for o in list_objects(join(output, PARTS), (".parquet",), settings))
+    rows: dict[str, ManifestRow] = {}
+    for uri in [join(output, "manifest.parquet"), *parts]:  # later merges win
+        for row in _table_rows(uri, settings):
+            listed = wanted.get(row.video_id)
+            if listed is not None and listed[0] in (row.status, "unknown"):
+                rows[row.video_id] = row
+    if read_one is not None:
+        missing = [(video_id, uri) for video_id, (_, uri) in wanted.items() if video_id not in rows]
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for (video_id, _), row in zip(missing, pool.map(lambda m: read_one(m[1]), missing)):
+                if row is not None:
+                    rows[video_id] = row
+    return rows, parts
+
+
+def _table_rows(uri: str, settings: S3Settings | None) -> Iterable[ManifestRow]:
+    try:
+        with open_input(uri, settings) as handle:
+            table = pq.read_table(handle)
+    except StorageError:
+        return []  # none yet
+    except Exception:  # torn or foreign: its rows are read on their own instead
+        return []
+    return [ManifestRow.from_dict(r) for r in table.to_pylist()]
+
+
+def drop_parts(parts: Iterable[str], settings: S3Settings | None = None) -> None:
+    """Delete parts merged into a written manifest (best effort: a leftover is re-merged)."""
+    for uri in parts:
+        with contextlib.suppress(StorageError):
+            delete(uri, settings)

@@ -1,9 +1,10 @@
 """What a `vda infer` run will do, decided before any actor starts.
 
 The listing of the input prefix (1,000 keys a request on S3), the done
-check from the durable rows (`manifest.committed_rows`: listings and the
-last merge, not a GET per video), and every check the driver can make
-without the cluster (the output prefix takes writes, the checkpoint loads).
+check from the listing of the durable rows (`rows.py`: the status is in
+the key, so no row is read, whatever happened to the last run), and every
+check the driver can make without the cluster (the output prefix takes
+writes, the checkpoint loads).
 `vda infer --plan` stops there and prints what the run would cost, reading
 the to-do videos' container headers (no decoding).
 
@@ -39,13 +40,22 @@ from ..video.decode import VideoDecodeError, probe_header
 from ..video.sequence import group_sequences
 from ..video.suffixes import FRAME_SUFFIXES
 from .config import InferConfig
-from .manifest import ManifestRow, committed_rows
+from .manifest import merged_rows
+from .rows import listed_statuses, read_row_at
+
+
+@dataclass(frozen=True)
+class ListedRow:
+    """A video's durable row as its listing shows it: its status and where it is."""
+
+    status: str  # done | failed
+    uri: str
 
 
 @dataclass
 class JobPlan:
     videos: list[dict[str, Any]]  # every listed video: {"video": uri, "video_id": id}
-    earlier: dict[str, ManifestRow]  # done (or failed, without retry_failed) before: kept
+    earlier: dict[str, ListedRow]  # done (or failed, without retry_failed) before: kept
     todo: list[dict[str, Any]]
     checkpoint_sha256: str
     model: dict[str, Any] = field(default_factory=dict)  # size, metric
@@ -71,16 +81,34 @@ class JobPlan:
 def plan_job(config: InferConfig, check_writes: bool = True) -> JobPlan:
     videos = list_videos(config)
     sha, model = check_before_start(config, check_writes)
-    known = committed_rows(
-        config.output, {v["video_id"] for v in videos}, config.s3, config.lookup_threads
-    )
-    earlier: dict[str, ManifestRow] = {}
-    for video_id, row in known.items():
-        if row.status == "done" or (row.status == "failed" and not config.retry_failed):
-            row.processed = False
-            earlier[video_id] = row
+    known = listed_rows(config, {v["video_id"] for v in videos})
+    earlier = {
+        video_id: row
+        for video_id, row in known.items()
+        if row.status == "done" or (row.status == "failed" and not config.retry_failed)
+    }
     todo = [v for v in videos if v["video_id"] not in earlier]
     return JobPlan(videos, earlier, todo, sha, model)
+
+
+def listed_rows(config: InferConfig, video_ids: set[str]) -> dict[str, ListedRow]:
+    """The status of these videos' durable rows, from one listing (done beats failed; a
+    row of the earlier layout, status inside, is read on its own)."""
+    known: dict[str, ListedRow] = {}
+    legacy: dict[str, str] = {}
+    for video_id, status, uri in listed_statuses(config.output, config.s3):
+        if video_id not in video_ids:
+            continue
+        if status == "unknown":
+            legacy[video_id] = uri
+        elif status == "done" or video_id not in known:
+            known[video_id] = ListedRow(status, uri)
+    with ThreadPoolExecutor(max_workers=max(1, config.lookup_threads)) as pool:
+        ids = [v for v in legacy if v not in known]
+        for video_id, row in zip(ids, pool.map(lambda v: read_row_at(legacy[v], config.s3), ids)):
+            if row is not None:
+                known[video_id] = ListedRow(row.status, legacy[video_id])
+    return known
 
 
 def video_id_for(uri: str, prefix: str | None) -> str:
@@ -168,7 +196,9 @@ def plan_table(config: InferConfig, plan: JobPlan, fps: float | None = None) -> 
     frames = sum(h[0] or 0 for h in headers)
     seconds = sum(h[1] or 0.0 for h in headers)
     unknown = sum(1 for h in headers if h[0] is None)
-    measured = [r.frames_per_second for r in plan.earlier.values() if r.frames_per_second > 0]
+    done = {k: (r.status, r.uri) for k, r in plan.earlier.items() if r.status == "done"}
+    rows, _ = merged_rows(config.output, done, config.s3)  # the merges only: a GET each
+    measured = [r.frames_per_second for r in rows.values() if r.frames_per_second > 0]
     rate = fps or (statistics.median(measured) if measured else None)
     source = "given" if fps else ("median of earlier runs" if measured else "")
     lines = [

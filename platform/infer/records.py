@@ -10,8 +10,9 @@ from ..storage import join
 from ..video.metadata import run_metadata
 from ..video.process import VideoResult
 from .config import InferConfig
-from .manifest import ManifestRow, read_row
+from .manifest import ManifestRow
 from .quality import signals
+from .rows import read_row
 
 
 def video_metadata(

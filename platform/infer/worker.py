@@ -44,8 +44,8 @@ from .activity import Activity, ActorActivity, unit_key
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
 from .lease import LeaseLost
-from .manifest import AlreadyCommitted
 from .records import base_row, committed_row, finish_row, video_metadata
+from .rows import AlreadyCommitted
 from .sources import OpenedVideo, threaded
 from .stitch import stitch
 

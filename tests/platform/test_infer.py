@@ -112,7 +112,8 @@ def test_archive_commits_good_videos_records_bad_ones_and_a_rerun_does_nothing(
         assert name in row.error  # the message names the file
     assert not list_files(f"s3://{bucket}/depth/_tmp")  # nothing half-written left behind
     # durable per-video rows, one per listed video
-    assert len(list_files(f"s3://{bucket}/depth/_manifests/rows", (".json",))) == GOOD + len(BROKEN)
+    assert len(list_files(f"s3://{bucket}/depth/_manifests/done", (".json",))) == GOOD
+    assert len(list_files(f"s3://{bucket}/depth/_manifests/failed", (".json",))) == len(BROKEN)
 
     manifest = pq.read_table(io.BytesIO(read_bytes(f"s3://{bucket}/depth/manifest.parquet")))
     assert manifest.num_rows == GOOD + len(BROKEN)
@@ -219,7 +220,7 @@ def test_chaos_actor_kills_a_second_job_and_a_killed_driver_then_a_rerun_equal_a
     argv = [sys.executable, "-m", "vda.jobs.cli", "infer", "--input", f"s3://{bucket}/videos",
             "--output", f"s3://{bucket}/depth-chaos",
             "--checkpoint", f"s3://{bucket}/models/tiny.ckpt", *settings]  # fmt: skip
-    rows = f"s3://{bucket}/depth-chaos/_manifests/rows"
+    rows = f"s3://{bucket}/depth-chaos/_manifests/done"
     driver = subprocess.Popen(
         [*argv, "fault.frame_delay_s=0.1", "actors.max_attempts=5"],
         env={**env, "RAY_ADDRESS": address}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -275,7 +276,7 @@ def test_chaos_actor_kills_a_second_job_and_a_killed_driver_then_a_rerun_equal_a
             )
     # what was committed before the kill was not redone; no staging of dead attempts is left
     redone = {r["video_id"] for r in manifest if r["processed"]}
-    assert not redone & {u.rsplit("/rows/", 1)[1].removesuffix(".json") for u in committed}
+    assert not redone & {u.rsplit("/done/", 1)[1].removesuffix(".json") for u in committed}
     assert not list_files(f"s3://{bucket}/depth-chaos/_tmp")
     assert not list_files(f"s3://{bucket}/depth-chaos/_segments")
     assert not list_files(f"s3://{bucket}/depth-chaos/_manifests", ("_LEASE.json",))

@@ -89,7 +89,7 @@ def test_the_pool_grows_onto_launched_nodes_and_they_go_after_the_job_or_its_kil
     _wait(lambda: alive_nodes(address, env) == 1, 90, "the idle workers were terminated")
 
     # (b) the driver SIGKILLed mid-job: its share of the request lapses, the workers go
-    rows_dir = tmp_path / "b" / "_manifests" / "rows"
+    rows_dir = tmp_path / "b" / "_manifests" / "done"
     driver = subprocess.Popen(
         _job(clips, tmp_path / "b", tmp_path), env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,7 +13,8 @@ from videos import moving_frames, write_mp4v
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
 from vda.platform.infer.lease import LEASE, LeaseHeld, LeaseLost, OutputLease, check_holder
-from vda.platform.infer.manifest import AlreadyCommitted, ManifestRow, read_row, write_row
+from vda.platform.infer.manifest import ManifestRow
+from vda.platform.infer.rows import AlreadyCommitted, read_row, write_row
 from vda.platform.storage import conditional as cond
 from vda.platform.storage import join
 
@@ -127,7 +128,7 @@ def test_a_job_whose_lease_is_taken_stops_committing_and_ends_in_one_line(
         write_mp4v(videos / f"clip{i}.mp4", moving_frames(6, 28, 42, seed=i), fps=10)
     save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
     output = tmp_path / "out"
-    rows = output / "_manifests" / "rows"
+    rows = output / "_manifests" / "done"
     taken: dict[str, object] = {}
 
     def take_over():  # another job takes the lease once the first video is committed
@@ -137,7 +138,7 @@ def test_a_job_whose_lease_is_taken_stops_committing_and_ends_in_one_line(
         uri = str(output / LEASE)
         body = {"owner": "taker", "host": "elsewhere", "pid": 1, "expires": time.time() + 600}
         cond.replace(uri, json.dumps(body).encode(), cond.read(uri).etag)
-        taken["rows"] = {p.name for p in rows.iterdir()}
+        taken["rows"] = {p.name for p in rows.iterdir() if not p.name.startswith(".")}
 
     thread = threading.Thread(target=take_over, daemon=True)
     thread.start()
@@ -153,6 +154,6 @@ def test_a_job_whose_lease_is_taken_stops_committing_and_ends_in_one_line(
     stopped = [line for line in captured.err.splitlines() if line.startswith("vda infer: stopped")]
     assert len(stopped) == 1 and "lease" in stopped[0], captured.err[-2000:]
     # after the take-over this job committed nothing more (at most the one in flight)
-    after = {p.name for p in rows.iterdir()}
+    after = {p.name for p in rows.iterdir() if not p.name.startswith(".")}
     assert len(after - taken["rows"]) <= 1 and len(after) < 8
     assert not (output / "manifest.parquet").exists()  # a fenced job writes no manifest

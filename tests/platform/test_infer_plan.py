@@ -21,8 +21,9 @@ from vda.jobs.cli import main
 from vda.model import save_checkpoint
 from vda.platform.core.config import build
 from vda.platform.infer.config import InferConfig
-from vda.platform.infer.manifest import ManifestRow, write_manifest, write_row
+from vda.platform.infer.manifest import ManifestParts, ManifestRow, merged_rows, write_manifest
 from vda.platform.infer.plan import plan_job
+from vda.platform.infer.rows import read_row_at, write_row
 from vda.platform.storage import S3Settings
 
 pytestmark = pytest.mark.integration
@@ -55,9 +56,12 @@ def _requests(log, since: int) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_planning_1100_videos_with_1007_done_lists_instead_of_reading_each_row(
+def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
     logged_s3, tmp_path, monkeypatch
 ):
+    """1,100 listed videos: 1,004 done and 1 failed by a run that finished (in its manifest),
+    3 more by a run killed after its last part file. Planning is listings only; the end of
+    the next run reads the merges and, one by one, only the killed run's late rows."""
     endpoint, log = logged_s3
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
@@ -83,11 +87,9 @@ def test_planning_1100_videos_with_1007_done_lists_instead_of_reading_each_row(
     merged = [row(i, "done") for i in range(1004)] + [row(1004, "failed")]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda r: write_row(output, r, settings), merged))
-    time.sleep(1.1)  # S3 times are whole seconds: the merge is strictly newer than its rows
     write_manifest(output, merged, settings)
-    time.sleep(1.1)
-    newer = [row(1004, "done"), row(1005, "done"), row(1006, "failed")]  # a killed run's rows
-    for r in newer:
+    late = [row(1004, "done"), row(1005, "done"), row(1006, "failed")]  # the killed run's
+    for r in late:
         write_row(output, r, settings)
 
     config = build(
@@ -102,15 +104,42 @@ def test_planning_1100_videos_with_1007_done_lists_instead_of_reading_each_row(
 
     assert len(plan.videos) == 1100 and len(plan.todo) == 93
     assert {v["video_id"] for v in plan.todo} == set(ids[1007:])
-    assert plan.earlier[ids[1004]].status == "done"  # the newer row wins over the merge
+    assert plan.earlier[ids[1004]].status == "done"  # its retry committed: done wins
     assert plan.earlier[ids[1006]].status == "failed" and plan.failed_before == 1
-    assert plan.earlier[ids[5]].frames == 5  # taken from the merge, not read again
     listings = [path for method, path in requests if method == "GET" and "list-type=2" in path]
     assert len(listings) == 2 * math.ceil(1100 / 1000)  # inputs: 2 pages; rows: 2 pages
-    row_reads = [p for m, p in requests if m == "GET" and p.startswith(f"/{bucket}/depth/_manif")]
-    assert len(row_reads) == len(newer)  # only what was written after the merge
-    # the rest is constant: the write probe, the checkpoint, the merge (a HEAD and its GETs)
-    assert len(requests) <= 2 * math.ceil(1100 / 1000) + len(newer) + 20, requests
+    reads = [p for m, p in requests if m in ("GET", "HEAD") and "list-type=2" not in p]
+    assert not [p for p in reads if "/_manifests/" in p], reads  # not one row read
+    # the rest is constant: the write probe and the checkpoint
+    assert len(requests) <= len(listings) + 12, requests
+
+    since = len(log.read_text().splitlines())
+    rows, _ = merged_rows(
+        output, {k: (r.status, r.uri) for k, r in plan.earlier.items()}, settings,
+        lambda uri: read_row_at(uri, settings),
+    )  # fmt: skip
+    requests = _requests(log, since)
+    assert len(rows) == 1007 and rows[ids[5]].frames == 5  # from the manifest
+    assert rows[ids[1004]].status == "done" and rows[ids[1006]].status == "failed"
+    row_reads = [
+        p for m, p in requests if m == "GET" and "/_manifests/" in p and "list-type" not in p
+    ]
+    assert len(row_reads) == len(late), row_reads  # only the killed run's late rows
+
+
+def test_the_driver_merges_rows_into_parts_as_they_arrive(tmp_path):
+    clock = [0.0]
+    parts = ManifestParts(str(tmp_path), merge_s=10, merge_rows=3, clock=lambda: clock[0])
+    for i in range(4):
+        parts.add(ManifestRow(f"v{i}.mp4", f"v{i}", status="done", frames=i))
+    assert len(parts.written) == 1 and len(parts.pending) == 1  # 3 rows: a part
+    clock[0] = 10.0
+    parts.add(ManifestRow("v4.mp4", "v4", status="failed"))  # 10 s since: a part
+    assert len(parts.written) == 2 and not parts.pending
+    wanted = {f"v{i}": ("done", "") for i in range(4)} | {"v4": ("failed", "")}
+    rows, merged_from = merged_rows(str(tmp_path), wanted)
+    assert sorted(rows) == ["v0", "v1", "v2", "v3", "v4"] and rows["v3"].frames == 3
+    assert sorted(merged_from) == sorted(parts.written)
 
 
 @pytest.mark.slow

@@ -163,7 +163,7 @@ def test_a_node_that_joins_after_the_job_started_gets_actors_and_does_work(
         text=True,
     )  # fmt: skip
     try:
-        rows = output / "_manifests" / "rows"
+        rows = output / "_manifests" / "done"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (rows.exists() and any(rows.iterdir())):
             assert driver.poll() is None, driver.stdout.read()[-3000:]
