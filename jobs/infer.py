@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plan-fps", type=float, help="frames/s one actor achieves, for --plan's estimate"
     )
     parser.add_argument(
+        "--plan-sample", type=int, default=1000, metavar="N",
+        help="--plan reads the headers of N random to-do videos and scales by bytes "
+        "(0: every one; default 1000)",
+    )  # fmt: skip
+    parser.add_argument(
         "--verbose", action="store_true", default=None, help="a line per finished video"
     )
     add_config_arguments(parser)
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         from vda.platform.infer.plan import plan_job, plan_table
 
         plan = plan_job(config, check_writes=False)
-        print("\n".join(plan_table(config, plan, args.plan_fps)))
+        print("\n".join(plan_table(config, plan, args.plan_fps, args.plan_sample)))
         return 0
     from vda.platform.infer.job import run_infer
     from vda.platform.infer.lease import LeaseHeld, LeaseLost

@@ -1,6 +1,7 @@
 """Model configuration: the sizes of the official release plus a tiny test size.
 
-The numbers here are facts of the official checkpoints (DESIGN.md section 3):
+The numbers here are facts of the official checkpoints (read from the released
+state dicts and the official model code):
 changing any of them for `vits`/`vitb`/`vitl` breaks checkpoint compatibility.
 """
 

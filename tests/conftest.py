@@ -20,7 +20,7 @@ from helpers import free_port
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# The same auth mode for every Ray process the tests start (STACK_NOTES: a token
+# The same auth mode for every Ray process the tests start (Ray 2.60: a token
 # written by one ray.init would otherwise lock a later second node out).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 

@@ -41,7 +41,7 @@ CITATION = (
     "Chen et al., Video Depth Anything: Consistent Depth Estimation for Super-Long Videos, "
     "CVPR 2025 (arXiv 2501.12375), Table 1"
 )
-# The published numbers of the paper's Table 1 that DESIGN.md carries (delta1 and TAE;
+# The published numbers of the paper's Table 1 (delta1 and TAE;
 # the AbsRel columns are not transcribed here), keyed by the protocol that produces
 # them: Sintel's whole sequences (official-110), the four long-video data sets at
 # ~500 frames (official-500: eval_500.sh holds exactly these four), TAE on ScanNet.

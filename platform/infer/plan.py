@@ -16,6 +16,8 @@ million-video plan needs about 600 MB.
 
 from __future__ import annotations
 
+import math
+import random
 import statistics
 import uuid
 from collections.abc import Iterable
@@ -40,6 +42,7 @@ from ..video.decode import VideoDecodeError, probe_header
 from ..video.sequence import group_sequences
 from ..video.suffixes import FRAME_SUFFIXES
 from .config import InferConfig
+from .estimate import Estimate, ratio_estimate
 from .manifest import merged_rows
 from .rows import listed_statuses, read_row_at
 
@@ -119,13 +122,16 @@ def video_id_for(uri: str, prefix: str | None) -> str:
 def list_videos(config: InferConfig) -> list[dict[str, str]]:
     """The videos to consider: one listing of the input prefix (1,000 keys a request on S3)."""
     counts: dict[str, int] = {}  # frames of image sequences, known from the listing
+    sizes: dict[str, int] = {}  # bytes of each file, known from the listing
     if config.input.endswith(".txt"):
         uris = [line.strip() for line in read_bytes(config.input, config.s3).decode().splitlines()]
         uris = [u for u in uris if u and not u.startswith("#")]
         prefix = None
     else:
         suffixes = tuple(config.suffixes) + (FRAME_SUFFIXES if config.sequences else ())
-        listed = [o.uri for o in list_objects(config.input, suffixes, config.s3)]
+        objects = list(list_objects(config.input, suffixes, config.s3))
+        listed = [o.uri for o in objects]
+        sizes = {o.uri: o.size for o in objects}
         uris = [u for u in listed if u.lower().endswith(tuple(config.suffixes))]
         if config.sequences:  # each folder of images is one video, named by the folder
             images = [u for u in listed if u.lower().endswith(FRAME_SUFFIXES)]
@@ -138,6 +144,8 @@ def list_videos(config: InferConfig) -> list[dict[str, str]]:
     for unit in units:
         if unit["video"] in counts:
             unit["frames"] = counts[unit["video"]]
+        elif sizes.get(unit["video"]):
+            unit["bytes"] = sizes[unit["video"]]
     return units
 
 
@@ -186,16 +194,32 @@ def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[
     return sha, info
 
 
-def plan_table(config: InferConfig, plan: JobPlan, fps: float | None = None) -> list[str]:
-    """`vda infer --plan`: the work ahead, from listings and container headers only.
+def plan_table(
+    config: InferConfig, plan: JobPlan, fps: float | None = None, sample: int = 1000
+) -> list[str]:
+    """`vda infer --plan`: the work ahead, from listings and a sample of container headers.
 
-    `fps`: the frames/s one actor achieves; else the median of what earlier
-    runs recorded in their rows; else the estimate is left out.
+    What the listing knows is exact (counts, bytes, image sequences' frames);
+    frames and hours of video are estimated from `sample` random to-do
+    videos' headers (0: every one), scaled by bytes (`estimate.py`), with
+    their 95% interval. `fps`: the frames/s one actor achieves; else the
+    median of what earlier runs recorded; else the estimate is left out.
     """
-    headers = _headers(config, plan.todo)
-    frames = sum(h[0] or 0 for h in headers)
-    seconds = sum(h[1] or 0.0 for h in headers)
-    unknown = sum(1 for h in headers if h[0] is None)
+    files = [u for u in plan.todo if "frames" not in u]
+    known_frames = sum(u["frames"] for u in plan.todo if "frames" in u)  # image sequences
+    chosen = files if not sample or sample >= len(files) else random.Random(0).sample(files, sample)
+    headers = _headers(config, chosen)
+    readable = [(u, h) for u, h in zip(chosen, headers, strict=True) if h[0] is not None]
+    unknown = len(chosen) - len(readable)
+    population = len(files) - (unknown if len(chosen) == len(files) else 0)
+    todo_bytes = sum(u.get("bytes", 0) for u in files)
+    sizes = [float(u.get("bytes", 0)) for u, _ in readable]
+
+    def total(values: list[float]) -> Estimate:
+        return ratio_estimate(values, sizes, todo_bytes, population)
+
+    frames = total([float(h[0]) for _, h in readable])
+    seconds = total([float(h[1] or 0.0) for _, h in readable])
     done = {k: (r.status, r.uri) for k, r in plan.earlier.items() if r.status == "done"}
     rows, _ = merged_rows(config.output, done, config.s3)  # the merges only: a GET each
     measured = [r.frames_per_second for r in rows.values() if r.frames_per_second > 0]
@@ -206,21 +230,53 @@ def plan_table(config: InferConfig, plan: JobPlan, fps: float | None = None) -> 
         f"output     {config.output}",
         f"checkpoint {config.checkpoint} ({plan.model.get('size', '?')}, "
         f"sha256 {plan.checkpoint_sha256[:12]})",
-        f"videos     {len(plan.videos)} listed: {len(plan.todo)} to do, "
-        f"{len(plan.earlier) - plan.failed_before} done, {plan.failed_before} failed before",
-        f"to do      {frames} frames, {duration(seconds)} of video"
-        + (f" ({unknown} without a readable frame count)" if unknown else ""),
+        f"videos     {len(plan.videos)} listed: {len(plan.todo)} to do"
+        + (f" ({_gigabytes(todo_bytes)})" if todo_bytes else "")
+        + f", {len(plan.earlier) - plan.failed_before} done, {plan.failed_before} failed before",
     ]
-    if rate:
-        hours = frames / rate / 3600
+    if frames.exact:
         lines.append(
-            f"estimate   {hours:.2f} actor-hours at {rate:.1f} frames/s per actor ({source})"
+            f"to do      {int(frames.total) + known_frames} frames, "
+            f"{duration(seconds.total)} of video"
+            + (f" ({unknown} without a readable frame count)" if unknown else "")
+        )
+    else:
+        lines.append(
+            f"to do      {_about(frames, known_frames)} frames, {_about_duration(seconds)} of "
+            f"video (95% intervals from {frames.sampled} of {len(files)} headers, "
+            "scaled by bytes"
+            + (f"; {unknown} sampled without a readable frame count)" if unknown else ")")
+        )
+    if rate:
+        hours = frames.scaled(1 / rate / 3600)
+        spread = "" if hours.exact else f" ± {_half(hours.half_width, '.2f')}"
+        total_hours = hours.total + known_frames / rate / 3600
+        lines.append(
+            f"estimate   {total_hours:.2f}{spread} actor-hours at {rate:.1f} frames/s per actor "
+            f"({source})"
         )
     else:
         lines.append(
             "estimate   unknown: pass --plan-fps (frames/s per actor) or run a sample first"
         )
     return lines
+
+
+def _half(value: float, spec: str) -> str:
+    return "?" if math.isinf(value) else format(value, spec)
+
+
+def _about(estimate: Estimate, exact_part: int) -> str:
+    return f"{estimate.total + exact_part:,.0f} ± {_half(estimate.half_width, ',.0f')}"
+
+
+def _about_duration(estimate: Estimate) -> str:
+    spread = "?" if math.isinf(estimate.half_width) else duration(estimate.half_width)
+    return f"{duration(estimate.total)} ± {spread}"
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1e9:,.1f} GB" if size >= 1e8 else f"{size / 1e6:,.1f} MB"
 
 
 def _headers(

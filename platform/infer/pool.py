@@ -31,8 +31,10 @@ actors and reports deaths):
   with no actor left and `max_attempts` failed starts in a row, the job
   ends (a model that cannot load anywhere does not loop).
 
-Ray Data's actor-pool operator and autoscaler follow the same discipline
-(STACK_NOTES, "Ray scheduling traps").
+Ray Data's actor-pool operator and autoscaler follow the same discipline:
+an actor the cluster cannot place stays pending forever in Ray 2.60 (it
+looks the same as one waiting for a node), so nothing here waits on one
+without a deadline.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ S3 settings come from the standard AWS environment (`AWS_ENDPOINT_URL_S3` or
 or from `S3Settings` in a job's config; credentials are only ever read by the
 AWS SDK from the environment or a profile, never taken into configs, so they
 cannot reach logs or MLflow params. The bare `pyarrow.fs.S3FileSystem()`
-ignores `AWS_ENDPOINT_URL*` (STACK_NOTES), so the endpoint is passed explicitly.
+ignores `AWS_ENDPOINT_URL*` (unlike `FileSystem.from_uri`), so the endpoint is passed explicitly.
 
 Failures become one `StorageError` that says what was asked of which URI
 (unreachable endpoint, missing bucket, denied access, missing key), with any

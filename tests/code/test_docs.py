@@ -33,7 +33,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"  # the project's shared notes (DESIGN.md, ...), beside the checkout
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 CODE_FOLDERS = ("model", "platform", "jobs", "scripts")
 
@@ -514,13 +513,10 @@ def path_exists(reference: str) -> bool | None:
     for package, folder in PACKAGE_DIRS.items():
         if reference.startswith(package):
             reference = folder + reference.removeprefix(package)
-    if reference.startswith("../shared/"):
-        return (SHARED / reference.removeprefix("../shared/")).exists() if SHARED.is_dir() else None
-    if "/" not in reference:  # a bare NAME.md: the repo's root, docs/, or the shared notes
-        places = [ROOT, ROOT / "docs", *([SHARED] if SHARED.is_dir() else [])]
-        if any((place / reference).exists() for place in places):
-            return True
-        return False if SHARED.is_dir() else None
+    if reference.startswith("../"):
+        return False  # outside the repository: a clone does not have it
+    if "/" not in reference:  # a bare NAME.md: the repo's root or docs/
+        return any((place / reference).exists() for place in (ROOT, ROOT / "docs"))
     return (ROOT / reference).exists()
 
 
@@ -549,7 +545,7 @@ def test_comments_and_docstrings_name_only_files_that_exist():
 def test_path_checker_finds_a_stale_reference(tmp_path):
     module = _write(
         tmp_path,
-        '"""Reads platform/infer/pool.py and docs/no-such-page.md (see DESIGN.md)."""\n'
+        '"""Reads platform/infer/pool.py and docs/no-such-page.md (see PLANS.md)."""\n'
         "# the layout is in NO_SUCH_NOTES.md; the loss follows loss/loss.py upstream\n"
         'x = "platform/not/checked.py"  # strings in code are not prose\n',
         name="mod.py",
@@ -558,5 +554,22 @@ def test_path_checker_finds_a_stale_reference(tmp_path):
     assert "docs/no-such-page.md" in stale
     assert "platform/infer/pool.py" not in stale and "loss/loss.py" not in stale
     assert "platform/not/checked.py" not in stale
-    if SHARED.is_dir():
-        assert "NO_SUCH_NOTES.md" in stale and "DESIGN.md" not in stale
+    assert "NO_SUCH_NOTES.md" in stale and "PLANS.md" in stale  # not in this repository
+
+
+def test_no_file_points_outside_the_repository():
+    """A clone is all a reader has: no file may send them to notes beside the checkout."""
+    import subprocess
+
+    outside = ("../" + "shared", "STACK" + "_NOTES", "DESIGN" + ".md")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = [
+        f"{name}: {word}"
+        for name in tracked
+        if (ROOT / name).is_file() and not name.endswith((".npz", ".png", ".parquet"))
+        for word in outside
+        if word in (ROOT / name).read_text(errors="ignore")
+    ]
+    assert not found, found

@@ -8,6 +8,7 @@ tests fail on the first such import, naming the file.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,17 +16,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"model": "vda.model", "platform": "vda.platform", "jobs": "vda.jobs", "api": "vda"}
-LEVELS = {
-    "model": 0,
-    **dict.fromkeys(("platform.core", "platform.storage", "platform.video"), 1),
-    "platform.weights": 1,
-    **dict.fromkeys(("platform.data", "platform.infer", "platform.eval", "platform.online"), 2),
-    "platform.pseudolabel": 2,
-    **dict.fromkeys(("platform.train", "platform.tune", "platform.bench", "platform.demo"), 3),
-    "platform.cluster": 3,
-    "jobs": 4,
-    "vda": 5,
-}
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def read_levels() -> dict[str, int]:
+    """The layer table of docs/architecture.md ("## Layers"): the one place the levels live."""
+    text = ARCHITECTURE.read_text()
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    levels = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].isdigit():
+            for package in re.findall(r"`([\w.]+)`", cells[1]):
+                levels[package] = int(cells[0])
+    return levels
+
+
+LEVELS = read_levels()
+
+
+def test_the_layer_table_is_read():
+    assert LEVELS["model"] == 0 and LEVELS["jobs"] == 4 and LEVELS["vda"] == 5
+    assert LEVELS["platform.infer"] == 2 and LEVELS["platform.storage"] == 1
 
 
 def package_of(module: str) -> str:

@@ -12,7 +12,7 @@ from helpers import random_clip, tiny_model
 from vda.model import ModelConfig, VideoDepthAnything, official_state_dict
 from vda.model.temporal import TemporalAttention, TemporalModule
 
-# Facts of the official release (DESIGN.md section 3).
+# Facts of the official release (its state dicts and model code).
 OFFICIAL = {
     "vits": (351, 29_035_137),
     "vitl": (519, 384_390_337),

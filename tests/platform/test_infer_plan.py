@@ -154,7 +154,28 @@ def test_plan_prints_the_work_ahead_without_starting_anything(tmp_path, capsys):
             "--checkpoint", str(tmp_path / "tiny.ckpt"), "--plan", "--plan-fps", "2"]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "3 listed: 3 to do, 0 done, 0 failed before" in printed
+    assert re.search(r"3 listed: 3 to do \([\d.]+ MB\), 0 done, 0 failed before", printed)
     assert "42 frames, 4 s of video (1 without a readable frame count)" in printed
     assert "0.01 actor-hours at 2.0 frames/s per actor (given)" in printed  # 42 / 2 / 3600
     assert not (tmp_path / "out").exists()  # nothing written, no actor started
+
+
+@pytest.mark.slow
+def test_plan_estimates_from_a_sample_of_headers_with_an_interval(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    lengths = [4 + (i * 7) % 29 for i in range(40)]  # 4 to 32 frames
+    for i, count in enumerate(lengths):
+        write_mp4v(videos / f"v{i:02d}.mp4", moving_frames(count, 28, 42, seed=i), fps=10)
+    save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
+    argv = ["infer", "--input", str(videos), "--output", str(tmp_path / "out"),
+            "--checkpoint", str(tmp_path / "tiny.ckpt"), "--plan", "--plan-fps", "2",
+            "--plan-sample", "12"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("to do"))
+    assert "95% intervals from 12 of 40 headers, scaled by bytes" in line, line
+    match = re.search(r"to do +([\d,]+) ± ([\d,]+) frames", line)
+    estimate, half = (float(g.replace(",", "")) for g in match.groups())
+    assert 0 < half < estimate and abs(estimate - sum(lengths)) <= half  # the truth is inside
+    assert re.search(r"estimate +[\d.]+ ± [\d.]+ actor-hours at 2.0 frames/s", printed)

@@ -164,3 +164,27 @@ def test_one_request_holds_every_live_jobs_share_until_it_expires():
     ledger.set("job-c", [{"CPU": 1.0}], expires=500.0)
     ledger.drop("job-c")  # a job that ends drops its own share only
     assert ledger.total() == [] and ledger.shares == {}
+
+
+def test_the_ratio_estimate_is_exact_for_a_full_sample_and_for_proportional_videos():
+    from vda.platform.infer.estimate import ratio_estimate
+
+    full = ratio_estimate([10, 20, 30], [1, 2, 3], population_bytes=6, population=3)
+    assert (full.total, full.half_width, full.exact) == (60, 0, True)
+    # frames exactly proportional to bytes (10 a byte): any sample gives the truth, no spread
+    part = ratio_estimate([10, 40], [1, 4], population_bytes=100, population=30)
+    assert part.total == pytest.approx(1000) and part.half_width == pytest.approx(0)
+
+
+def test_the_ratio_estimate_interval_by_hand():
+    from vda.platform.infer.estimate import ratio_estimate
+
+    # y = 10, 30; x = 1, 2: ratio 40 / 3; d = 10 - 40/3, 30 - 80/3 = -10/3, 10/3
+    # s_d^2 = (100/9 + 100/9) / 1 = 200/9; N = 10: var = 100 * (1 - 0.2) * (200/9) / 2
+    estimate = ratio_estimate([10, 30], [1, 2], population_bytes=15, population=10)
+    assert estimate.total == pytest.approx(40 / 3 * 15)
+    assert estimate.half_width == pytest.approx(1.96 * (100 * 0.8 * 200 / 9 / 2) ** 0.5)
+    one = ratio_estimate([10], [1], population_bytes=15, population=10)
+    assert one.total == 150 and one.half_width == float("inf")  # one header: no spread known
+    unsized = ratio_estimate([10, 30], [0, 0], population_bytes=0, population=10)
+    assert unsized.total == pytest.approx(200)  # no sizes (a .txt list): by count
