@@ -140,7 +140,10 @@ def build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     except (TypeError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise
-        raise ConfigError(f"{prefix or 'config'}: {error}") from error
+        section, message = prefix.rstrip("."), str(error)
+        if section and message.startswith(section):  # a section's own check names itself
+            raise ConfigError(message) from error
+        raise ConfigError(f"{section or 'config'}: {message}") from error
 
 
 def load_config(

@@ -52,7 +52,9 @@ def probe_cluster(address: str | None, timeout_s: float = 20.0) -> None:
         raise ClusterConnectError(f"cannot resolve the Ray address {address!r}: {error}") from None
     if bootstrap is None:
         return
-    host, _, port = bootstrap.rpartition(":")
+    from ray._common.network_utils import parse_address
+
+    host, port = parse_address(bootstrap)  # [v6]:port too
     _reachable(host, int(port), address, timeout_s)
     if address == "auto":  # ray.init turns token mode on by itself here when a token exists
         from ray._private.authentication.authentication_token_setup import (

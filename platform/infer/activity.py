@@ -33,6 +33,7 @@ class ActivityReport:
     idle_s: float  # seconds since its last step
     waiting: bool = False  # a stitch waiting for a segment that is not done yet: not stalled
     longest_gap_s: float = 0.0  # the longest pause between steps that ended, on this actor
+    model_learnt: bool = False  # a pause in the model (a window) has ended on this actor
 
 
 class Activity:
@@ -46,11 +47,16 @@ class Activity:
         self.last = owner.clock()
 
     def step(self, phase: str | None = None, waiting: bool = False) -> None:
+        """One step. Waiting (a stitch polling for its next segment) is not progress: a
+        wait keeps the time it began, so the driver sees how long it has lasted."""
         now = self.owner.clock()
         with self.owner.lock:
             if not self.waiting:  # a pause spent waiting for others says nothing of speed
                 self.owner.longest_gap_s = max(self.owner.longest_gap_s, now - self.last)
-            self.last, self.waiting = now, waiting
+                self.owner.model_learnt |= self.phase == "model"
+            if not (waiting and self.waiting):
+                self.last = now
+            self.waiting = waiting
             if phase is not None:
                 self.phase = phase
 
@@ -70,7 +76,7 @@ class Activity:
     def report(self) -> ActivityReport:
         return ActivityReport(
             self.key, self.phase, self.owner.clock() - self.last, self.waiting,
-            self.owner.longest_gap_s,
+            self.owner.longest_gap_s, self.owner.model_learnt,
         )  # fmt: skip
 
 
@@ -82,6 +88,7 @@ class ActorActivity:
         self.lock = threading.Lock()
         self.tasks: dict[str, Activity] = {}
         self.longest_gap_s = 0.0
+        self.model_learnt = False
 
     def begin(self, key: str) -> Activity:
         activity = Activity(key, self)
@@ -97,10 +104,3 @@ class ActorActivity:
         with self.lock:
             tasks = list(self.tasks.values())
         return [asdict(task.report()) for task in tasks]
-
-
-def unit_key(unit: dict) -> str:
-    """A unit's name in reports: the video id, `#N` for segment N of a split video."""
-    if unit.get("kind") == "segment":
-        return f"{unit['video_id']}#{unit['segment']}"
-    return unit["video_id"]

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ..storage import S3Settings, commit_object, join, open_output, write_bytes
@@ -61,12 +62,14 @@ class OutputCommit:
         with self._lock:
             self.uploaded.append(relative)
 
-    def commit(self, row: ManifestRow) -> None:
-        """LeaseLost: the job no longer holds the output prefix, and nothing was touched."""
+    def commit(self, row: ManifestRow, step: Callable[[str], None] = lambda phase: None) -> None:
+        """LeaseLost: the job no longer holds the output prefix, and nothing was touched.
+        `step` is called per file moved (the stall deadline sees a long commit move)."""
         check_holder(self.output, self.lease_owner, self.settings)
         delete(self.final, self.settings)  # leftovers of an aborted or earlier attempt
         for relative in self.uploaded:
             commit_object(join(self.staging, relative), join(self.final, relative), self.settings)
+            step("commit")
         row.files = list(self.uploaded)
         summary = json.dumps(row.to_dict(), indent=2).encode()
         write_bytes(join(self.final, SUCCESS), summary, self.settings)

@@ -31,6 +31,9 @@ class ActorConfig:
     gpus_per_actor: float = 0.0
     # split videos' stitches run in threads of the pool's actors, this many per actor at most
     stitches_per_actor: int = 4
+    # units sent to an actor ahead of time: the next one waits in the actor's queue while the
+    # current one runs, so the model does not idle through the round trip to the driver
+    units_in_flight: int = 2
     # a unit of work (a video or a segment) whose actor dies this many times is recorded
     # as failed with the reason; the actor is replaced each time and the job goes on
     max_attempts: int = 3
@@ -46,6 +49,20 @@ class ActorConfig:
     # for fractional shares; 0 means ceil(cpus_per_actor). On GPU nodes it matters little.
     torch_threads: int = 0
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("actors.max_attempts must be at least 1")
+        if self.num_actors != "auto" and self.num_actors < 1:
+            raise ValueError('actors.num_actors must be "auto" or at least 1')
+        if self.min_actors < 1 or (self.max_actors and self.max_actors < self.min_actors):
+            raise ValueError("actors: need 1 <= min_actors <= max_actors (0: unbounded)")
+        if self.units_in_flight < 1:
+            raise ValueError("actors.units_in_flight must be at least 1")
+        if self.stall_timeout_s <= 0 or self.autoscaler_ttl_s <= 0:
+            raise ValueError("actors.stall_timeout_s and autoscaler_ttl_s must be positive (s)")
+        if self.cpus_per_actor <= 0 and self.gpus_per_actor <= 0:
+            raise ValueError("actors: cpus_per_actor or gpus_per_actor must be positive")
+
 
 @dataclass
 class SplitConfig:
@@ -53,6 +70,10 @@ class SplitConfig:
 
     segment_frames: int = 0  # 0: off (one video per call); else videos longer than this split
     seek: bool = True  # segments seek to their first frame (exact for constant-rate video)
+
+    def __post_init__(self) -> None:
+        if self.segment_frames < 0:
+            raise ValueError("split.segment_frames must be 0 (off) or a frame count")
 
 
 @dataclass
@@ -70,6 +91,10 @@ class ManifestConfig:
 
     merge_s: float = 60.0
     merge_rows: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.merge_s <= 0 or self.merge_rows < 1:
+            raise ValueError("manifest.merge_s and merge_rows must be positive")
 
 
 @dataclass
@@ -130,16 +155,3 @@ class InferConfig:
         missing = [name for name in ("input", "output", "checkpoint") if not getattr(self, name)]
         if missing:
             raise ValueError(f"vda infer needs {', '.join(missing)}")
-        actors = self.actors
-        if actors.max_attempts < 1:
-            raise ValueError("actors.max_attempts must be at least 1")
-        if actors.num_actors != "auto" and actors.num_actors < 1:
-            raise ValueError('actors.num_actors must be "auto" or at least 1')
-        if actors.min_actors < 1 or (actors.max_actors and actors.max_actors < actors.min_actors):
-            raise ValueError("actors: need 1 <= min_actors <= max_actors (0: unbounded)")
-        if actors.stall_timeout_s <= 0 or actors.autoscaler_ttl_s <= 0:
-            raise ValueError("actors.stall_timeout_s and autoscaler_ttl_s must be positive (s)")
-        if actors.cpus_per_actor <= 0 and actors.gpus_per_actor <= 0:
-            raise ValueError("actors: cpus_per_actor or gpus_per_actor must be positive")
-        if self.split.segment_frames < 0:
-            raise ValueError("split.segment_frames must be 0 (off) or a frame count")

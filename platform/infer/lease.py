@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..storage import S3Settings, StorageError, join
+from ..storage import S3Settings, StorageError, join, retrying
 from ..storage import conditional as cond
 
 LEASE = "_manifests/_LEASE.json"
@@ -79,7 +79,8 @@ class OutputLease:
 
     def acquire(self) -> None:
         held = cond.read(self.uri, self.settings)
-        body = self._body()
+        expires = self.clock() + self.lease_s
+        body = self._body(expires)
         try:
             if held is None:
                 self.etag = cond.create(self.uri, body, self.settings)
@@ -88,6 +89,7 @@ class OutputLease:
                 if holder is not None and _alive(holder, self.clock()):
                     raise LeaseHeld(_describe(self.output, holder, self.uri))
                 self.etag = cond.replace(self.uri, body, held.etag, self.settings)
+            self.expires = expires
         except cond.PreconditionFailed:  # another job wrote it between our read and write
             winner = cond.read(self.uri, self.settings)
             holder = (_parse(winner.data) if winner else None) or {}
@@ -112,8 +114,12 @@ class OutputLease:
     def _renew(self) -> None:
         pause = self.lease_s / 3
         while not self._stop.wait(pause):
+            expires = self.clock() + self.lease_s
             try:
-                self.etag = cond.replace(self.uri, self._body(), self.etag or "", self.settings)
+                self.etag = cond.replace(
+                    self.uri, self._body(expires), self.etag or "", self.settings
+                )
+                self.expires = expires  # only a write that landed extends the lease
                 pause = self.lease_s / 3
             except cond.PreconditionFailed:
                 self._fence(
@@ -135,13 +141,12 @@ class OutputLease:
         self.lost = reason
         self.on_lost(reason)
 
-    def _body(self) -> bytes:
-        self.expires = self.clock() + self.lease_s
+    def _body(self, expires: float) -> bytes:
         body = {
             "owner": self.owner,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "expires": self.expires,
+            "expires": expires,
         }
         return json.dumps(body).encode()
 
@@ -182,12 +187,15 @@ def check_holder(output: str, owner: str, settings: S3Settings | None = None) ->
     """Raise LeaseLost unless the lease on `output` is `owner`'s and live: what an actor
     checks right before it commits, so a fenced job's actors stop committing too (the
     driver kills them as well, but a kill takes a moment to land). `owner` "" checks nothing
-    (a unit run outside a job, as the tests and benchmarks do)."""
+    (a unit run outside a job, as the tests and benchmarks do).
+
+    The owner alone decides, not the expiry: this node's clock may differ from
+    the driver's, and a lease that lapsed without a taker keeps no one out;
+    the driver fences itself before its lease can lapse (`_renew`)."""
     if not owner:
         return
-    held = cond.read(join(output, LEASE), settings)
+    uri = join(output, LEASE)
+    held = retrying(lambda: cond.read(uri, settings), "check the job's lease")
     holder = _parse(held.data) if held is not None else None
     if holder is None or holder.get("owner") != owner:
         raise LeaseLost(f"the lease on {output} is no longer this job's; not committing")
-    if float(holder.get("expires", 0)) < time.time():
-        raise LeaseLost(f"the lease on {output} expired; not committing")

@@ -150,7 +150,7 @@ class ManifestParts:
         try:
             with open_output(uri, self.settings) as handle:
                 pq.write_table(manifest_table(self.pending), handle)
-        except StorageError:
+        except (StorageError, OSError):
             return  # kept pending: the next flush tries again
         self.written.append(uri)
         self.pending = []

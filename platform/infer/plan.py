@@ -17,6 +17,7 @@ million-video plan needs about 600 MB.
 from __future__ import annotations
 
 import math
+import os
 import random
 import statistics
 import uuid
@@ -44,6 +45,7 @@ from ..video.suffixes import FRAME_SUFFIXES
 from .config import InferConfig
 from .estimate import Estimate, ratio_estimate
 from .manifest import merged_rows
+from .messages import Unit
 from .rows import listed_statuses, read_row_at
 
 
@@ -57,9 +59,9 @@ class ListedRow:
 
 @dataclass
 class JobPlan:
-    videos: list[dict[str, Any]]  # every listed video: {"video": uri, "video_id": id}
+    videos: list[Unit]  # every listed video
     earlier: dict[str, ListedRow]  # done (or failed, without retry_failed) before: kept
-    todo: list[dict[str, Any]]
+    todo: list[Unit]
     checkpoint_sha256: str
     model: dict[str, Any] = field(default_factory=dict)  # size, metric
 
@@ -84,13 +86,13 @@ class JobPlan:
 def plan_job(config: InferConfig, check_writes: bool = True) -> JobPlan:
     videos = list_videos(config)
     sha, model = check_before_start(config, check_writes)
-    known = listed_rows(config, {v["video_id"] for v in videos})
+    known = listed_rows(config, {v.video_id for v in videos})
     earlier = {
         video_id: row
         for video_id, row in known.items()
         if row.status == "done" or (row.status == "failed" and not config.retry_failed)
     }
-    todo = [v for v in videos if v["video_id"] not in earlier]
+    todo = [v for v in videos if v.video_id not in earlier]
     return JobPlan(videos, earlier, todo, sha, model)
 
 
@@ -119,7 +121,7 @@ def video_id_for(uri: str, prefix: str | None) -> str:
     return key_below(uri, prefix)
 
 
-def list_videos(config: InferConfig) -> list[dict[str, str]]:
+def list_videos(config: InferConfig) -> list[Unit]:
     """The videos to consider: one listing of the input prefix (1,000 keys a request on S3)."""
     counts: dict[str, int] = {}  # frames of image sequences, known from the listing
     sizes: dict[str, int] = {}  # bytes of each file, known from the listing
@@ -129,35 +131,38 @@ def list_videos(config: InferConfig) -> list[dict[str, str]]:
         prefix = None
     else:
         suffixes = tuple(config.suffixes) + (FRAME_SUFFIXES if config.sequences else ())
-        objects = list(list_objects(config.input, suffixes, config.s3))
-        listed = [o.uri for o in objects]
-        sizes = {o.uri: o.size for o in objects}
-        uris = [u for u in listed if u.lower().endswith(tuple(config.suffixes))]
+        uris, images = [], []
+        for item in list_objects(config.input, suffixes, config.s3):  # page by page
+            if item.uri.lower().endswith(tuple(config.suffixes)):
+                uris.append(item.uri)
+                sizes[item.uri] = item.size
+            else:
+                images.append(item.uri)
         if config.sequences:  # each folder of images is one video, named by the folder
-            images = [u for u in listed if u.lower().endswith(FRAME_SUFFIXES)]
             for folder, files in group_sequences(images).items():
                 uris.append(folder)
                 counts[folder] = len(files)
         # local listings are absolute paths: ids are taken below the absolute prefix
         prefix = config.input if is_s3(config.input) else resolve(config.input)[1]
-    units = units_from_uris(uris, prefix)
-    for unit in units:
-        if unit["video"] in counts:
-            unit["frames"] = counts[unit["video"]]
-        elif sizes.get(unit["video"]):
-            unit["bytes"] = sizes[unit["video"]]
-    return units
+    return units_from_uris(uris, prefix, counts, sizes)
 
 
-def units_from_uris(uris: Iterable[str], prefix: str | None) -> list[dict[str, Any]]:
-    """One unit of work per input, named by its normalised id below the prefix."""
+def units_from_uris(
+    uris: Iterable[str],
+    prefix: str | None,
+    frames: dict[str, int] | None = None,
+    sizes: dict[str, int] | None = None,
+) -> list[Unit]:
+    """One unit of work per input, named by its normalised id below the prefix, with what
+    the listing knows of it (an image sequence's frames, a file's bytes)."""
+    frames, sizes = frames or {}, sizes or {}
     units, seen = [], set()
     for uri in uris:
         video_id = video_id_for(uri.rstrip("/"), prefix)
         if video_id in seen:
             raise StorageError(f"two inputs map to the same output {video_id!r}; rename one")
         seen.add(video_id)
-        units.append({"video": uri, "video_id": video_id})
+        units.append(Unit(uri, video_id, frames=frames.get(uri), bytes=sizes.get(uri, 0)))
     return units
 
 
@@ -205,15 +210,15 @@ def plan_table(
     their 95% interval. `fps`: the frames/s one actor achieves; else the
     median of what earlier runs recorded; else the estimate is left out.
     """
-    files = [u for u in plan.todo if "frames" not in u]
-    known_frames = sum(u["frames"] for u in plan.todo if "frames" in u)  # image sequences
+    files = [u for u in plan.todo if u.frames is None]
+    known_frames = sum(u.frames for u in plan.todo if u.frames is not None)  # image sequences
     chosen = files if not sample or sample >= len(files) else random.Random(0).sample(files, sample)
     headers = _headers(config, chosen)
     readable = [(u, h) for u, h in zip(chosen, headers, strict=True) if h[0] is not None]
     unknown = len(chosen) - len(readable)
     population = len(files) - (unknown if len(chosen) == len(files) else 0)
-    todo_bytes = sum(u.get("bytes", 0) for u in files)
-    sizes = [float(u.get("bytes", 0)) for u, _ in readable]
+    todo_bytes = sum(u.bytes for u in files)
+    sizes = [float(u.bytes) for u, _ in readable]
 
     def total(values: list[float]) -> Estimate:
         return ratio_estimate(values, sizes, todo_bytes, population)
@@ -279,15 +284,15 @@ def _gigabytes(size: int) -> str:
     return f"{size / 1e9:,.1f} GB" if size >= 1e8 else f"{size / 1e6:,.1f} MB"
 
 
-def _headers(
-    config: InferConfig, todo: list[dict[str, Any]]
-) -> list[tuple[int | None, float | None]]:
-    def one(unit: dict[str, Any]) -> tuple[int | None, float | None]:
-        if "frames" in unit:  # an image sequence: its listing counted the frames
-            return unit["frames"], None
+def _headers(config: InferConfig, todo: list[Unit]) -> list[tuple[int | None, float | None]]:
+    def one(unit: Unit) -> tuple[int | None, float | None]:
+        if unit.frames is not None:  # an image sequence: its listing counted the frames
+            return unit.frames, None
+        if not is_s3(unit.video) and not os.path.isfile(unit.video):
+            return None, None  # a named pipe or a device: reading it could block forever
         try:
-            with open_input(unit["video"], config.s3) as stream:
-                header = probe_header(stream, unit["video"])
+            with open_input(unit.video, config.s3) as stream:
+                header = probe_header(stream, unit.video)
         except (StorageError, VideoDecodeError):
             return None, None
         return header.frames, header.seconds

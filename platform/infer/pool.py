@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from .config import ActorConfig
@@ -55,22 +56,30 @@ class PoolStartError(RuntimeError):
     """Not enough actors could start: one line saying why; the job ends with exit status 2."""
 
 
+class ActorState(Enum):
+    """Where an actor is in its life, as the driver knows it."""
+
+    PLACING = "placing"  # created; waiting for the cluster to place it (`__ray_ready__`)
+    LOADING = "loading"  # its process runs; loading the model (`load`)
+    READY = "ready"  # takes units and stitches
+    STOPPING = "stopping"  # killed by the driver (a stall); its refs are failing
+
+
 @dataclass
 class Member:
     """One actor of the pool and what the scheduler has given it.
 
-    Starting has two steps, each with the deadline `start_timeout_s`: placed
-    (the cluster found it resources and its process runs: `__ray_ready__`),
-    then ready (the model loaded: `load`). `ref` is the one being waited on.
+    Starting has two steps, each with the deadline `start_timeout_s`: placing
+    (the cluster finds it resources and starts its process), then loading (the
+    model). `ref` is the one being waited on.
     """
 
     actor: Any
     ref: Any
     load_ref: Any
     started: float  # time.monotonic() at creation, then at placement
-    placed: bool = False
-    ready: bool = False
-    busy: bool = False  # a unit (video or segment) is running on it
+    state: ActorState = ActorState.PLACING
+    units: int = 0  # units (videos or segments) sent to it and not finished: queued there too
     stitches: set[str] = field(default_factory=set)  # video ids whose stitch it hosts
     node: str = ""
     info: dict[str, Any] = field(default_factory=dict)
@@ -79,7 +88,23 @@ class Member:
     poll: Any = None
     asked_at: float | None = None
     polled_at: float = -math.inf
-    killed: tuple[str, str] | None = None
+    killed: tuple[str, str] | None = None  # (task key, reason) once STOPPING
+
+    @property
+    def placed(self) -> bool:
+        return self.state is not ActorState.PLACING
+
+    @property
+    def ready(self) -> bool:
+        """It finished starting (READY, or STOPPING after it was)."""
+        return self.state in (ActorState.READY, ActorState.STOPPING)
+
+    def kill_for(self, key: str, reason: str) -> None:
+        self.state, self.killed = ActorState.STOPPING, (key, reason)
+
+    @property
+    def busy(self) -> bool:
+        return self.units > 0
 
 
 class ActorPool:
@@ -120,12 +145,23 @@ class ActorPool:
     def pending_refs(self) -> list[Any]:
         return [m.ref for m in self.members if not m.ready]
 
+    @staticmethod
+    def _live(member: Member) -> bool:
+        return member.state is ActorState.READY
+
     def idle(self) -> list[Member]:
-        return [m for m in self.members if m.ready and not m.busy and m.killed is None]
+        return [m for m in self.members if self._live(m) and not m.busy]
+
+    def with_room(self) -> list[Member]:
+        """Ready actors that can take another unit: the idle ones first, then those with a
+        free place in their queue (`units_in_flight`), so the next unit waits on the actor,
+        not on a round trip to the driver."""
+        room = [m for m in self.members if self._live(m) and m.units < self.config.units_in_flight]
+        return sorted(room, key=lambda m: m.units)
 
     def ready(self) -> list[Member]:
         """Ready to work (one the driver killed for a stall is on its way out)."""
-        return [m for m in self.members if m.ready and m.killed is None]
+        return [m for m in self.members if m.state is ActorState.READY]
 
     def starting(self) -> int:
         return sum(1 for m in self.members if not m.ready)
@@ -173,9 +209,13 @@ class ActorPool:
             self._start_failed(member, first_line(error))
             return self._last_start_error
         if not member.placed:  # its process runs: now the model loads, on a deadline of its own
-            member.placed, member.started, member.ref = True, self.clock(), member.load_ref
+            member.state, member.started, member.ref = (
+                ActorState.LOADING,
+                self.clock(),
+                member.load_ref,
+            )
             return None
-        member.ready, member.info, member.node = True, info, info.get("node", "")
+        member.state, member.info, member.node = ActorState.READY, info, info.get("node", "")
         self.backoff.succeeded()
         self.peak_ready = max(self.peak_ready, len(self.ready()))
         if self.first_ready_s is None:

@@ -11,6 +11,7 @@ from ..video.metadata import run_metadata
 from ..video.process import VideoResult
 from .config import InferConfig
 from .manifest import ManifestRow
+from .messages import Unit
 from .quality import signals
 from .rows import read_row
 
@@ -39,11 +40,11 @@ def video_metadata(
     )
 
 
-def base_row(unit: dict[str, Any], config: InferConfig, model: dict[str, Any]) -> ManifestRow:
+def base_row(unit: Unit, config: InferConfig, model: dict[str, Any]) -> ManifestRow:
     return ManifestRow(
-        video=unit["video"],
-        video_id=unit["video_id"],
-        output=join(config.output, unit["video_id"]),
+        video=unit.video,
+        video_id=unit.video_id,
+        output=join(config.output, unit.video_id),
         model_size=model["size"],
         checkpoint_sha256=model["sha256"],
         precision=model["precision"],

@@ -37,10 +37,12 @@ from typing import Any
 
 from ..core.config import to_dict
 from ..core.progress import JobProgress
-from .activity import ActivityReport, unit_key
+from ..storage import StorageError, retrying
+from .activity import ActivityReport
 from .config import InferConfig
 from .lease import LeaseLost, OutputLease
 from .manifest import ManifestRow
+from .messages import Fenced, Finished, SegmentFailed, SegmentStored, Split, Unit
 from .pool import ActorPool, Member, first_line
 from .records import base_row
 from .segments import read_records
@@ -50,13 +52,14 @@ from .worker import VideoDepthWorker
 
 @dataclass
 class _Video:
-    unit: dict[str, Any]
+    unit: Unit
     plan: str | None = None
     segments: int = 0
     failed: str | None = None
     stitch: Any = None  # the stitch's ref, while it runs
     stitch_host: Member | None = None
     stitch_attempt: int = 0
+    stitch_uncharged: int = 0  # restarts after deaths that were not the stitch's doing
     segments_left: int = 0  # segments queued or running: its stitch may wait that long
 
 
@@ -95,15 +98,15 @@ class InferScheduler:
         self.watched: dict[str, Watched] = {}  # task key -> what the driver knows of it
         self.clock = time.monotonic
 
-    def run(self, units: list[dict[str, Any]]) -> None:
+    def run(self, units: list[Unit]) -> None:
         ray, pool = self.ray, self.pool
-        queue: deque[dict[str, Any]] = deque(dict(u, kind="video", attempt=1) for u in units)
-        videos = {u["video_id"]: _Video(dict(u)) for u in units}
+        queue: deque[Unit] = deque(units)
+        videos = {u.video_id: _Video(u) for u in units}
         self.progress = progress = JobProgress(
             len(units), "vda infer", self.out, self.config.progress_s, self.config.verbose
         )
         progress.extra = lambda: f"actors {len(pool.ready())} running, {pool.starting()} starting"
-        running: dict[Any, tuple[Member, dict[str, Any], Any]] = {}  # ref -> (actor, unit, ack)
+        running: dict[Any, tuple[Member, Unit, Any]] = {}  # ref -> (actor, unit, its begin's ref)
         stitching: dict[Any, str] = {}  # ref -> video id
         self.videos, self.running = videos, running
         self.homeless: deque[_Video] = deque()  # stitches whose actor died, none ready to host
@@ -114,15 +117,19 @@ class InferScheduler:
                     self.lease.check()  # LeaseLost: fenced; the actors are killed below
                 waiting_for_actor = len(queue) + len(self.homeless)
                 pool.maintain(work_left=waiting_for_actor + len(running), queued=waiting_for_actor)
-                for member in pool.idle():
-                    if not queue:
+                ready_count = len(pool.ready())
+                for member in pool.with_room():
+                    # a second place in a queue only while there is more work than actors: at
+                    # the tail a unit waits for whichever actor frees first, not behind another
+                    if not queue or (member.units and len(queue) < ready_count):
                         break
-                    unit = queue.popleft()
-                    member.busy = True
-                    key = unit_key(unit)
-                    ack = member.actor.begin.remote(key)  # same queue as process: ahead of it
+                    # a place behind a running unit takes the shortest work (the queue's end):
+                    # the longest, and split videos' segments, go to actors that are free
+                    unit = queue.pop() if member.units else queue.popleft()
+                    member.units += 1
+                    ack = member.actor.begin.remote(unit.key)  # same queue as process: ahead
                     running[member.actor.process.remote(unit)] = (member, unit, ack)
-                    self.watched[key] = Watched(key, self.clock())
+                    self.watched[unit.key] = Watched(unit.key, self.clock())
                 self._rehome_stitches(stitching)
                 self._watch_for_stalls()
                 polls = [m.poll for m in pool.members if m.poll is not None]
@@ -139,7 +146,7 @@ class InferScheduler:
                         self._finish_stitch(ref, videos[stitching.pop(ref)], stitching)
                     elif ref in running:
                         member, unit, ack = running.pop(ref)
-                        self.watched.pop(unit_key(unit), None)
+                        self.watched.pop(unit.key, None)
                         self._finish_unit(ref, member, unit, ack, queue, videos, stitching)
                     elif (member := pool.by_start_ref(ref)) is not None:
                         pool.on_ready(member)
@@ -161,40 +168,46 @@ class InferScheduler:
             self._actor_died(unit, error, queue, videos, member, ack)
             return
         except ray.exceptions.RayError as error:  # the call failed, the actor lives
-            member.busy = False
+            member.units -= 1
             self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
             return
-        member.busy = False
-        kind = result["kind"]
-        if kind == "fenced":
-            raise LeaseLost(result["error"])
-        video = videos[unit["video_id"]]
-        if kind == "row":
-            self._emit(ManifestRow.from_dict(result["row"]))
-        elif kind == "segment":
-            video.segments_left -= 1
-        elif kind == "split":
-            video.plan, plan = result["plan"], result["segments"]
-            video.segments = len(plan)
-            # segments done by an earlier run (same plan key) are not redone
-            records = read_records(
-                self.config.output, unit["video_id"], video.plan, len(plan), self.config.s3
+        member.units -= 1
+        video = videos[unit.video_id]
+        match result:
+            case Fenced(reason=reason):
+                raise LeaseLost(reason)
+            case Finished(row=row):
+                self._emit(row)
+            case SegmentStored():
+                video.segments_left -= 1  # its stitch reads the record from storage
+            case SegmentFailed(error=error):
+                self._unit_failed(unit, error, videos)
+            case Split(plan=key, segments=plan):
+                self._split(video, key, plan, member, queue, stitching)
+
+    def _split(self, video: _Video, key: str, plan, member: Member, queue, stitching) -> None:
+        """Queue a long video's segments (ahead of the rest: they bound the makespan) and
+        start its stitch; segments an earlier run stored under the same plan are reused."""
+        video_id = video.unit.video_id
+        video.plan, video.segments = key, len(plan)
+        try:
+            records = retrying(
+                lambda: read_records(self.config.output, video_id, key, len(plan), self.config.s3),
+                "read the segments done before",
             )
-            todo = [i for i, record in enumerate(records) if record is None]
-            video.segments_left = len(todo)
-            self.progress.item(
-                f"{unit['video_id']}: split into {len(plan)} segments"
-                + (f" ({len(plan) - len(todo)} done before)" if len(todo) < len(plan) else "")
-            )
-            for i in reversed(todo):
-                first, stop = plan[i]
-                queue.appendleft(
-                    {**video.unit, "kind": "segment", "segment": i, "first": first, "stop": stop,
-                     "plan": video.plan, "attempt": 1}
-                )  # fmt: skip
-            self._start_stitch(video, stitching, prefer=member)
-        elif kind == "segment_failed":
-            self._unit_failed(unit, result["error"], videos)
+        except StorageError as error:
+            self._unit_failed(video.unit, str(error), self.videos)
+            return
+        todo = [i for i, record in enumerate(records) if record is None]
+        video.segments_left = len(todo)
+        self.progress.item(
+            f"{video_id}: split into {len(plan)} segments"
+            + (f" ({len(plan) - len(todo)} done before)" if len(todo) < len(plan) else "")
+        )
+        for i in reversed(todo):
+            first, stop = plan[i]
+            queue.appendleft(video.unit.with_(segment=i, first=first, stop=stop, plan=key))
+        self._start_stitch(video, stitching, prefer=member)
         # a finished segment: its stitch reads the record from storage
 
     def _start_stitch(self, video: _Video, stitching, prefer: Member | None = None) -> None:
@@ -206,11 +219,11 @@ class InferScheduler:
             return
         video.stitch_attempt += 1
         video.stitch_host = host
-        host.stitches.add(video.unit["video_id"])
-        unit = dict(video.unit, plan=video.plan)
+        host.stitches.add(video.unit.video_id)
+        unit = video.unit.with_(plan=video.plan)
         video.stitch = host.actor.stitch.remote(unit, video.segments, self.model)
-        stitching[video.stitch] = video.unit["video_id"]
-        key = f"stitch:{video.unit['video_id']}"
+        stitching[video.stitch] = video.unit.video_id
+        key = f"stitch:{video.unit.video_id}"
         self.watched[key] = Watched(key, self.clock())
 
     def _rehome_stitches(self, stitching) -> None:
@@ -226,10 +239,10 @@ class InferScheduler:
     def _finish_stitch(self, ref, video: _Video, stitching) -> None:
         ray, host = self.ray, video.stitch_host
         video.stitch, video.stitch_host = None, None
-        key = f"stitch:{video.unit['video_id']}"
+        key = f"stitch:{video.unit.video_id}"
         self.watched.pop(key, None)
         if host is not None:
-            host.stitches.discard(video.unit["video_id"])
+            host.stitches.discard(video.unit.video_id)
         try:
             result = ray.get(ref)
         except ray.exceptions.RayActorError as error:
@@ -239,11 +252,14 @@ class InferScheduler:
                 stalled = host.killed is not None and host.killed[0] == key
                 if stalled:
                     reason = host.killed[1]
-                elif host.busy or host.killed:  # its unit killed it, or another task stalled
+                elif (host.busy or host.killed) and video.stitch_uncharged < 2 * (
+                    self.config.actors.max_attempts
+                ):  # its unit killed it, or another task stalled: not the stitch's attempt
                     video.stitch_attempt -= 1
+                    video.stitch_uncharged += 1
             if video.failed is None and video.stitch_attempt < self.config.actors.max_attempts:
                 self.progress.line(
-                    f"{video.unit['video_id']}: the actor running its stitch died ({reason}); "
+                    f"{video.unit.video_id}: the actor running its stitch died ({reason}); "
                     "moving the stitch to another actor"
                 )
                 self._start_stitch(video, stitching)
@@ -253,42 +269,43 @@ class InferScheduler:
                     attempts=video.stitch_attempt,
                 )  # fmt: skip
             return
-        except ray.exceptions.RayError as error:
-            result = {"kind": "row", "row": None, "error": f"{type(error).__name__}: {error}"}
-        if result["kind"] == "fenced":
-            raise LeaseLost(result["error"])
-        if video.failed is not None or result["kind"] == "cancelled":
-            return  # cancelled: a segment failed, and the row says why
-        if result.get("row") is None:
-            self._emit(self._failed_row(video.unit, f"stitch: {result['error']}"))
-        else:
-            self._emit(ManifestRow.from_dict(result["row"]))
+        except ray.exceptions.RayError as error:  # the call failed, the actor lives
+            if video.failed is None:
+                why = f"stitch: {type(error).__name__}: {first_line(error)}"
+                self._emit(self._failed_row(video.unit, why))
+            return
+        match result:
+            case Fenced(reason=reason):
+                raise LeaseLost(reason)
+            case Finished(row=row) if video.failed is None:
+                self._emit(row)
+            # Cancelled, or a video already failed: a segment failed, and its row says why
 
     def _actor_died(self, unit, error, queue, videos, member: Member, ack) -> None:
         """The actor running `unit` died: charge the unit an attempt only if it was the
         unit's doing (the actor had begun it and was not killed for another task)."""
-        key = unit_key(unit)
+        key = unit.key
         stalled = member.killed[1] if member.killed and member.killed[0] == key else None
         charged = stalled is not None or (member.killed is None and self._began(ack))
-        uncharged = unit.get("uncharged", 0)
+        uncharged = unit.uncharged
         if not charged and uncharged < 2 * self.config.actors.max_attempts:
             # dead before it took the unit (idle), or killed for a stalled stitch beside it
             self.progress.line(
                 f"{key}: its actor died before taking it ({first_line(error)}); "
                 "sent to another actor, no attempt charged"
             )
-            queue.appendleft(dict(unit, uncharged=uncharged + 1))
+            queue.appendleft(unit.with_(uncharged=uncharged + 1))
             return
-        attempts = unit["attempt"]
+        attempts = unit.attempt
         why = stalled or "the actor died"
         if attempts < self.config.actors.max_attempts:
             self.progress.line(
-                f"{unit['video_id']}: {why} (attempt {attempts} of "
+                f"{unit.video_id}: {why} (attempt {attempts} of "
                 f"{self.config.actors.max_attempts}); retrying"
             )
-            queue.appendleft(dict(unit, attempt=attempts + 1))
+            queue.appendleft(unit.with_(attempt=attempts + 1))
             return
-        what = f"segment {unit['segment']}" if unit["kind"] == "segment" else "the video"
+        what = f"segment {unit.segment}" if unit.is_segment else "the video"
         if stalled:
             reason = f"{what} {stalled} (attempt {attempts} of {attempts})"
         else:
@@ -313,7 +330,9 @@ class InferScheduler:
         (its unit then fails over like any dead actor's, with the stall as the reason)."""
         now, pool = self.clock(), self.pool
         busy = [m for m in pool.ready() if m.busy or m.stitches]
-        units = {id(member): unit_key(unit) for member, unit, _ in self.running.values()}
+        units: dict[int, list[str]] = {}
+        for member, unit, _ in self.running.values():
+            units.setdefault(id(member), []).append(unit.key)
         answered = [m for m in busy if m.poll is not None]
         if answered:
             ready, _ = self.ray.wait(
@@ -323,10 +342,10 @@ class InferScheduler:
             for member in answered:
                 if member.poll in ready:
                     self._read_answer(member, now, units)
-        deadline = self.stalls.deadline()
         for member in busy:
             for key in self._task_keys(member, units):
                 watched = self.watched.get(key)
+                deadline = self.stalls.deadline(watched.phase if watched else "")
                 reason = watched and watched.stalled(now, deadline, member.asked_at)
                 if reason:
                     self._kill_stalled(member, key, reason)
@@ -335,7 +354,7 @@ class InferScheduler:
             if member.killed is None and member.poll is None and due:
                 member.poll, member.asked_at = member.actor.activity_report.remote(), now
 
-    def _read_answer(self, member: Member, now: float, units: dict[int, str]) -> None:
+    def _read_answer(self, member: Member, now: float, units: dict[int, list[str]]) -> None:
         ref, member.poll, member.asked_at, member.polled_at = member.poll, None, None, now
         try:
             reports = [ActivityReport(**r) for r in self.ray.get(ref)]
@@ -345,34 +364,38 @@ class InferScheduler:
         for report in reports:
             self.stalls.learn(report)
         for key in self._task_keys(member, units):
-            if key in self.watched:
-                video_id = key.removeprefix("stitch:")
-                video = self.videos.get(video_id)
-                waiting_ok = video is not None and video.segments_left > 0
-                self.watched[key].update(by_key.get(key), now, waiting_ok)
+            if key not in self.watched:
+                continue
+            if key not in by_key:  # not begun: queued behind a unit, or for a stitch thread
+                self.watched[key].last_step = now
+                continue
+            video_id = key.removeprefix("stitch:")
+            video = self.videos.get(video_id)
+            waiting_ok = video is not None and video.segments_left > 0
+            self.watched[key].update(by_key.get(key), now, waiting_ok)
 
     @staticmethod
-    def _task_keys(member: Member, units: dict[int, str]) -> list[str]:
-        """The keys of what runs on `member`: its unit (from `units`, by member) and stitches."""
-        unit = units.get(id(member))
-        return [*([unit] if unit else []), *(f"stitch:{v}" for v in member.stitches)]
+    def _task_keys(member: Member, units: dict[int, list[str]]) -> list[str]:
+        """The keys of what runs on `member`: its units (from `units`, by member; the first
+        runs, the others wait in its queue) and its stitches."""
+        return [*units.get(id(member), []), *(f"stitch:{v}" for v in member.stitches)]
 
     def _kill_stalled(self, member: Member, key: str, reason: str) -> None:
         self.progress.line(f"{key.removeprefix('stitch:')}: {reason}; replacing its actor")
-        member.killed = (key, reason)
+        member.kill_for(key, reason)
         self.ray.kill(member.actor, no_restart=True)
 
     def _unit_failed(
         self, unit, reason: str, videos, attempts: int | None = None, video: _Video | None = None
     ) -> None:
-        video = video or videos[unit["video_id"]]
+        video = video or videos[unit.video_id]
         if video.failed is not None:
             return  # another segment already failed this video
         video.failed = reason
         if video.stitch is not None and video.stitch_host is not None:
             # it would wait for the failed segment forever: it checks this flag as it waits
-            video.stitch_host.actor.cancel_stitch.remote(unit["video_id"])
-        self._emit(self._failed_row(unit, reason, attempts or unit.get("attempt", 1)))
+            video.stitch_host.actor.cancel_stitch.remote(unit.video_id)
+        self._emit(self._failed_row(unit, reason, attempts or unit.attempt))
 
     def _failed_row(self, unit, reason: str, attempts: int = 1) -> ManifestRow:
         from .commit import record_failure
@@ -382,7 +405,8 @@ class InferScheduler:
         row.error, row.attempts = reason, attempts
         if self.lease is not None:
             self.lease.check()
-        record_failure(self.config.output, row, self.config.s3)
+        owner = self.lease.owner if self.lease is not None else ""
+        record_failure(self.config.output, row, self.config.s3, owner)
         return row
 
     def _emit(self, row: ManifestRow) -> None:

@@ -72,6 +72,10 @@ class OpenedVideo:
             self._stream.close()
             raise
 
+    def on_skip(self, callback) -> None:
+        """Call `callback` now and then while frames before a segment's start are decoded."""
+        self._reader.on_skip = callback
+
     def __enter__(self):
         return self._reader
 

@@ -28,9 +28,18 @@ class StallPolicy:
     timeout_s: float
     gap_factor: float = 4.0
     longest_gap_s: float = 0.0
+    model_learnt: bool = False  # some actor finished a pause in the model: a window's time
 
-    def deadline(self) -> float:
-        return max(self.timeout_s, self.gap_factor * self.longest_gap_s)
+    cap_factor: float = 12.0  # one freak pause (a read that hung, then recovered) raises it
+    # to 12 x stall_timeout_s at most
+
+    def deadline(self, phase: str = "") -> float:
+        """The deadline; in the model's phase before any pause has been learnt, 4 x longer
+        (the first window of a large model on a slow device is one long pause)."""
+        if phase == "model" and not self.model_learnt:
+            return self.gap_factor * self.timeout_s
+        learnt = min(self.gap_factor * self.longest_gap_s, self.cap_factor * self.timeout_s)
+        return max(self.timeout_s, learnt)
 
     def poll_interval(self) -> float:
         """How often a busy actor is asked: a few times per deadline, never more than once a
@@ -39,6 +48,7 @@ class StallPolicy:
 
     def learn(self, report: ActivityReport) -> None:
         self.longest_gap_s = max(self.longest_gap_s, report.longest_gap_s)
+        self.model_learnt |= report.model_learnt
 
 
 @dataclass

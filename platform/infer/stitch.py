@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from .activity import Activity, ActorActivity
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
 from .lease import LeaseLost
+from .messages import Cancelled, Fenced, Finished, Result, Unit
 from .records import base_row, committed_row, finish_row, video_metadata
 from .rows import AlreadyCommitted
 from .sources import OpenedVideo
@@ -25,7 +27,7 @@ from .sources import OpenedVideo
 
 def stitch(
     config: InferConfig,
-    unit: dict[str, Any],
+    unit: Unit,
     count: int,
     model: dict,
     node: str = "",
@@ -33,7 +35,7 @@ def stitch(
     poll_s: float = 0.5,
     activity: Activity | None = None,
     lease_owner: str = "",
-) -> dict[str, Any]:
+) -> Result:
     """The ordered pass over a split video: align, blend, write and commit, as segments land.
 
     It runs in a thread of a pool actor beside the segments (the model is not
@@ -48,10 +50,10 @@ def stitch(
     covers; a storage error while reading a record is retried a few times
     with backoff and then fails the video with the error's first line.
     """
-    activity = activity or ActorActivity().begin(f"stitch:{unit['video_id']}")
-    video, video_id, plan = unit["video"], unit["video_id"], unit["plan"]
+    activity = activity or ActorActivity().begin(f"stitch:{unit.video_id}")
+    video, video_id, plan = unit.video, unit.video_id, unit.plan
     if (committed := committed_row(config, video_id)) is not None:
-        return {"kind": "row", "row": committed.to_dict()}
+        return Finished(committed)
     row = base_row(unit, config, model)
     row.segments, row.node = count, node
     commit = OutputCommit(config.output, video_id, config.s3, lease_owner)
@@ -101,21 +103,23 @@ def stitch(
         activity.step("commit")
         finish_row(row, produced, info, aligner.alignments, compute)
         row.attempts = max(r.get("attempt", 1) for r in records)
-        commit.commit(row)
-        segments.drop_segments(config.output, video_id, config.s3)
+        commit.commit(row, activity.step)
     except StitchCancelled:
-        return {"kind": "cancelled"}
+        return Cancelled()
     except LeaseLost as error:  # fenced: no row, the driver stops the job
-        return {"kind": "fenced", "error": str(error)}
+        return Fenced(str(error))
     except AlreadyCommitted:  # a stitch retried after its commit: that row stands
-        return {"kind": "row", "row": committed_row(config, video_id).to_dict()}
+        return Finished(committed_row(config, video_id))
     except Exception as error:
         row.status, row.error = "failed", f"stitch: {type(error).__name__}: {error}"
         row.seconds = time.perf_counter() - start
         record_failure(config.output, row, config.s3, lease_owner)
     finally:
         commit.cleanup()
-    return {"kind": "row", "row": row.to_dict()}
+    if row.status == "done":  # committed: the segments' windows are no longer needed
+        with contextlib.suppress(Exception):  # a leftover folder costs storage, not the video
+            segments.drop_segments(config.output, video_id, config.s3)
+    return Finished(row)
 
 
 class StitchCancelled(Exception):

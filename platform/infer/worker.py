@@ -40,10 +40,11 @@ from ..video import DepthOutputs, VideoDecodeError
 from ..video.process import depth_for_video
 from ..weights import read_weights
 from . import segments
-from .activity import Activity, ActorActivity, unit_key
+from .activity import Activity, ActorActivity
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
 from .lease import LeaseLost
+from .messages import Fenced, Finished, Result, SegmentFailed, SegmentStored, Split, Unit
 from .records import base_row, committed_row, finish_row, video_metadata
 from .rows import AlreadyCommitted
 from .sources import OpenedVideo, threaded
@@ -116,10 +117,10 @@ class VideoDepthWorker:
         self.units_begun += 1
         return key
 
-    def process(self, unit: dict[str, Any]) -> dict[str, Any]:
-        activity = self.activity.begin(unit_key(unit))
+    def process(self, unit: Unit) -> Result:
+        activity = self.activity.begin(unit.key)
         try:
-            if unit["kind"] == "segment":
+            if unit.is_segment:
                 return self._segment(unit, activity)
             return self._video(unit, activity)
         finally:
@@ -134,16 +135,16 @@ class VideoDepthWorker:
     # Stitches run in threads of their own beside `process`: they use the CPUs this actor
     # already holds, so a pool that takes every CPU of the cluster cannot starve them.
     @ray.method(concurrency_group="stitch")
-    def stitch(self, unit: dict[str, Any], count: int, model: dict[str, Any]) -> dict[str, Any]:
-        cancelled = self._cancelled.setdefault(unit["video_id"], threading.Event())
-        activity = self.activity.begin(f"stitch:{unit['video_id']}")
+    def stitch(self, unit: Unit, count: int, model: dict[str, Any]) -> Result:
+        cancelled = self._cancelled.setdefault(unit.video_id, threading.Event())
+        activity = self.activity.begin(f"stitch:{unit.video_id}")
         try:
             return stitch(
                 self.config, unit, count, model, self.node, cancelled.is_set, activity=activity,
                 lease_owner=self.lease_owner,
             )  # fmt: skip
         finally:
-            self._cancelled.pop(unit["video_id"], None)
+            self._cancelled.pop(unit.video_id, None)
             self.activity.end(activity.key)
 
     @ray.method(concurrency_group="control")
@@ -153,16 +154,17 @@ class VideoDepthWorker:
         self._cancelled.setdefault(video_id, threading.Event()).set()
 
     # -- a whole video ---------------------------------------------------------
-    def _video(self, unit: dict[str, Any], activity: Activity) -> dict[str, Any]:
+    def _video(self, unit: Unit, activity: Activity) -> Result:
         config = self.config
-        video, video_id = unit["video"], unit["video_id"]
+        video, video_id = unit.video, unit.video_id
         row = base_row(unit, config, self.model)
-        row.attempts, row.node = unit.get("attempt", 1), self.node
+        row.attempts, row.node = unit.attempt, self.node
         commit = OutputCommit(config.output, video_id, config.s3, self.lease_owner)
         start = time.perf_counter()
         try:
-            if row.attempts > 1 and (done := committed_row(config, video_id)) is not None:
-                return {"kind": "row", "row": done.to_dict()}  # died after its commit: not redone
+            retried = unit.attempt > 1 or unit.uncharged > 0
+            if retried and (done := committed_row(config, video_id)) is not None:
+                return Finished(done)  # died after its commit: not redone
             self._maybe_crash(video_id)
             activity.step("open")
             with OpenedVideo(video, config) as reader:
@@ -173,7 +175,7 @@ class VideoDepthWorker:
                     key = segments.plan_key(
                         segments.plan_settings(config, video, row.checkpoint_sha256)
                     )
-                    return {"kind": "split", "segments": plan, "plan": key, "model": self.model}
+                    return Split(key, plan)
                 outputs = DepthOutputs(
                     commit.local,
                     reader.info,
@@ -195,11 +197,11 @@ class VideoDepthWorker:
                 info = reader.info
             finish_row(row, produced, info, self.engine.alignments, time.perf_counter() - start)
             activity.step("commit")
-            commit.commit(row)
+            commit.commit(row, activity.step)
         except LeaseLost as error:  # fenced: no row, the driver stops the job
-            return {"kind": "fenced", "error": str(error)}
+            return Fenced(str(error))
         except AlreadyCommitted:  # another attempt committed it first: that row stands
-            return {"kind": "row", "row": committed_row(config, video_id).to_dict()}
+            return Finished(committed_row(config, video_id))
         except VideoDecodeError as error:
             row.status, row.error = "failed", str(error)
         except Exception as error:  # any other per-video failure: record it, finish the rest
@@ -210,47 +212,50 @@ class VideoDepthWorker:
         if row.status == "failed":
             row.seconds = time.perf_counter() - start
             record_failure(config.output, row, config.s3, self.lease_owner)
-        return {"kind": "row", "row": row.to_dict()}
+        return Finished(row)
 
     # -- one segment of a long video -------------------------------------------
-    def _segment(self, unit: dict[str, Any], activity: Activity) -> dict[str, Any]:
+    def _segment(self, unit: Unit, activity: Activity) -> Result:
         config = self.config
-        video, video_id = unit["video"], unit["video_id"]
+        video, video_id = unit.video, unit.video_id
         try:
-            prefix = segments.segment_prefix(config.output, video_id, unit["plan"], unit["segment"])
-            if unit.get("attempt", 1) > 1:  # died after storing it: not redone
+            prefix = segments.segment_prefix(config.output, video_id, unit.plan, unit.segment)
+            if unit.attempt > 1 or unit.uncharged > 0:  # died after storing it: not redone
                 record = segments.read_record(
-                    config.output, video_id, unit["plan"], unit["segment"], config.s3
+                    config.output, video_id, unit.plan, unit.segment, config.s3
                 )
                 if record is not None:
-                    return {"kind": "segment", "record": record, "model": self.model}
-            self._maybe_crash(video_id, unit["segment"])
+                    return SegmentStored(record)
+            self._maybe_crash(video_id, unit.segment)
 
             def reader():
                 activity.step("open")
-                return OpenedVideo(video, config)
+                opened = OpenedVideo(video, config)
+                # decoding up to a segment's first frame can take minutes: it is progress
+                opened.on_skip(lambda: activity.step("seek"))
+                return opened
 
             record = segments.run_segment(
                 self.engine,
                 reader,
-                unit["first"],
-                unit["stop"],
+                unit.first,
+                unit.stop,
                 prefix,
                 config.s3,
                 seek=config.split.seek,
                 frames=lambda frames: activity.frames(
                     self._maybe_die(threaded(frames, config.decode_prefetch))
                 ),
-                attempt=unit.get("attempt", 1),
+                attempt=unit.attempt,
             )
-            return {"kind": "segment", "record": record, "model": self.model}
+            return SegmentStored(record)
         except Exception as error:
             message = (
                 str(error)
                 if isinstance(error, VideoDecodeError)
                 else f"{type(error).__name__}: {error}"
             )
-            return {"kind": "segment_failed", "error": message, "model": self.model}
+            return SegmentFailed(message)
 
     # -- test hooks --------------------------------------------------------------
     def _maybe_crash(self, video_id: str, segment: int | None = None) -> None:

@@ -77,11 +77,22 @@ def create(uri: str, data: bytes, settings: S3Settings | None = None) -> str:
         os.link(temporary, path)  # atomic, and refused if the name exists
     except FileExistsError as error:
         raise PreconditionFailed(f"cannot create {uri}: it exists") from error
-    except OSError as error:
-        raise _explain("write", uri, error, settings) from error
+    except OSError:  # no hard links here (some FUSE and SMB mounts): O_EXCL alone
+        _create_exclusive(uri, path, data, settings)
     finally:
         temporary.unlink(missing_ok=True)
     return _local_etag(data)
+
+
+def _create_exclusive(uri: str, path: Path, data: bytes, settings) -> None:
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError as error:
+        raise PreconditionFailed(f"cannot create {uri}: it exists") from error
+    except OSError as error:
+        raise _explain("write", uri, error, settings) from error
+    with os.fdopen(handle, "wb") as target:
+        target.write(data)
 
 
 def replace(uri: str, data: bytes, etag: str, settings: S3Settings | None = None) -> str:

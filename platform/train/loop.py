@@ -262,7 +262,7 @@ class HeadTrainer:
     def validate(self, shard, max_depth: float) -> dict[str, float]:
         """Sequence-level metrics per clip (one alignment per clip), averaged over all ranks."""
         self.model.eval()
-        sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # abs_rel, delta1, rmse, tae, clips with poses
+        sums = dict.fromkeys(("abs_rel", "delta1", "rmse", "tae", "posed", "clips"), 0.0)
         clips = 0
         for batch in shard.iter_torch_batches(batch_size=1):
             if clips >= self.config.data.val_clips:
@@ -286,23 +286,24 @@ class HeadTrainer:
                 else None,
                 c2w=list(inputs["c2w"][0].cpu().numpy().astype(np.float64)) if has_pose else None,
             )
-            sums[0] += result.abs_rel
-            sums[1] += result.delta1
-            sums[2] += result.rmse
-            if result.tae is not None and np.isfinite(result.tae):
-                sums[3] += result.tae
-                sums[4] += 1
+            sums["abs_rel"] += result.abs_rel
+            sums["delta1"] += result.delta1
+            sums["rmse"] += result.rmse
+            if result.tae is not None and np.isfinite(result.tae):  # clips with poses only
+                sums["tae"] += result.tae
+                sums["posed"] += 1
+            sums["clips"] += 1
             clips += 1
-        total = _all_sum([*sums, clips], self.device)
-        count = max(total[5], 1.0)
+        total = dict(zip(sums, _all_sum(list(sums.values()), self.device), strict=True))
+        count = max(total["clips"], 1.0)
         metrics = {
-            "val_abs_rel": total[0] / count,
-            "val_delta1": total[1] / count,
-            "val_rmse": total[2] / count,
-            "val_clips": total[5],
+            "val_abs_rel": total["abs_rel"] / count,
+            "val_delta1": total["delta1"] / count,
+            "val_rmse": total["rmse"] / count,
+            "val_clips": total["clips"],
         }
-        if total[4]:
-            metrics["val_tae"] = total[3] / total[4]
+        if total["posed"]:
+            metrics["val_tae"] = total["tae"] / total["posed"]
         return metrics
 
     def worker_nodes(self) -> int:

@@ -14,7 +14,7 @@ frame, `max_len` caps the number of frames kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -82,6 +82,8 @@ class VideoReader:
     rejected right there, and its display rotation (from the display matrix
     PyAV reports per frame) fixes the output size before anything is written.
     """
+
+    on_skip: Callable[[], None] | None = None  # called while frames before a start are skipped
 
     def __init__(
         self,
@@ -201,6 +203,8 @@ class VideoReader:
                     return
                 if index >= start:
                     yield index, self._to_rgb(frame)
+            if decoded % 64 == 0 and self.on_skip is not None:  # minutes of skipping: alive
+                self.on_skip()
             decoded += 1
             frame = self._next_frame(decoded)
 

@@ -157,3 +157,53 @@ def test_a_job_whose_lease_is_taken_stops_committing_and_ends_in_one_line(
     after = {p.name for p in rows.iterdir() if not p.name.startswith(".")}
     assert len(after - taken["rows"]) <= 1 and len(after) < 8
     assert not (output / "manifest.parquet").exists()  # a fenced job writes no manifest
+
+
+def test_a_holder_that_cannot_renew_fences_itself_before_its_lease_expires(tmp_path, monkeypatch):
+    """The S3 server goes away under a holder (a real server process, stopped): its renewals
+    fail, and it stops itself before the lease it last wrote expires."""
+    import subprocess
+    import sys
+    import uuid
+
+    import boto3
+    from clusters import wait_for_port
+    from helpers import free_port
+
+    from vda.platform.storage import S3Settings
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                       "AWS_EC2_METADATA_DISABLED": "true"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, server)
+        endpoint = f"http://127.0.0.1:{port}"
+        bucket = f"fence-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket=bucket
+        )
+        settings = S3Settings(
+            endpoint_url=endpoint, region="us-east-1", connect_timeout_s=0.5,
+            request_timeout_s=1, max_attempts=1,
+        )  # fmt: skip
+        lost: list[tuple[str, float]] = []
+        holder = OutputLease(
+            f"s3://{bucket}/out", 3.0, settings, on_lost=lambda r: lost.append((r, time.time()))
+        )
+        holder.acquire()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    written = holder.expires  # the expiry of the last lease that reached the store
+    deadline = time.monotonic() + 10
+    while not lost and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lost and "could not renew the lease" in lost[0][0], lost
+    assert lost[0][1] < written  # fenced before anyone could take it over
+    assert holder.expires == written  # failed writes did not pretend to extend it
+    holder.release()

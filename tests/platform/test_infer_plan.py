@@ -103,7 +103,7 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
     requests = _requests(log, since)
 
     assert len(plan.videos) == 1100 and len(plan.todo) == 93
-    assert {v["video_id"] for v in plan.todo} == set(ids[1007:])
+    assert {v.video_id for v in plan.todo} == set(ids[1007:])
     assert plan.earlier[ids[1004]].status == "done"  # its retry committed: done wins
     assert plan.earlier[ids[1006]].status == "failed" and plan.failed_before == 1
     listings = [path for method, path in requests if method == "GET" and "list-type=2" in path]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vda.platform.infer.activity import ActivityReport, ActorActivity, unit_key
+from vda.platform.infer.activity import ActivityReport, ActorActivity
 from vda.platform.infer.stalls import StallPolicy, Watched
 from vda.platform.storage import StorageError, is_missing, retrying
 
@@ -40,8 +40,12 @@ def test_activity_steps_name_the_side_that_stopped_and_learn_the_longest_finishe
 
 
 def test_unit_keys_name_videos_and_segments():
-    assert unit_key({"video_id": "a/b", "kind": "video"}) == "a/b"
-    assert unit_key({"video_id": "a/b", "kind": "segment", "segment": 3}) == "a/b#3"
+    from vda.platform.infer.messages import Unit
+
+    video = Unit("s3://b/a/b.mp4", "a/b")
+    assert video.key == "a/b" and not video.is_segment
+    segment = video.with_(segment=3, first=6, stop=9, plan="p")
+    assert segment.key == "a/b#3" and segment.is_segment and video.segment is None
 
 
 def test_the_deadline_grows_to_four_times_the_longest_pause_seen():
