@@ -53,3 +53,18 @@ def run_metadata_keys() -> set[str]:
     fields = ("model_size", "metric", "checkpoint", "checkpoint_sha256", "input_size",
               "precision", "device", "max_res", "target_fps", "max_len", "window")  # fmt: skip
     return set(run_metadata(**dict.fromkeys(fields, 0), speed={}, alignments=[]))
+
+
+def short_clip_archive(root, count: int, model_seed: int, digits: int = 1):
+    """`root/videos/clip<i>.mp4`: `count` real 6-frame clips of 28 x 42, and `root/tiny.ckpt`:
+    the small local archive the bulk job's scenario tests run on."""
+    from videos import moving_frames, write_mp4v
+
+    from vda.model import save_checkpoint
+
+    (root / "videos").mkdir()
+    for i in range(count):
+        name = f"clip{i:0{digits}d}.mp4"
+        write_mp4v(root / "videos" / name, moving_frames(6, 28, 42, seed=i), fps=10)
+    save_checkpoint(tiny_model(seed=model_seed), root / "tiny.ckpt")
+    return root

@@ -19,10 +19,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from clusters import alive_nodes, kill_session, project_env, start_autoscaling_head, wait_for_port
-from helpers import tiny_model
-from videos import moving_frames, write_mp4v
-
-from vda.model import save_checkpoint
+from helpers import short_clip_archive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,9 +30,16 @@ TTL_S = 8
 def autoscaling_cluster():
     env = project_env(RAY_AUTH_MODE="disabled")
     workdir = tempfile.mkdtemp(prefix="fa", dir="/tmp")  # short: socket paths are bounded
-    head, address = start_autoscaling_head(env, workdir, max_workers=2, idle_minutes=0.1)
+    for attempt in range(2):  # a port taken between choosing and binding it: choose again
+        head, address = start_autoscaling_head(env, workdir, max_workers=2, idle_minutes=0.1)
+        try:
+            wait_for_port(int(address.rsplit(":", 1)[1]), head, timeout=60)
+            break
+        except RuntimeError:
+            kill_session(head.pid)
+            if attempt:
+                raise
     try:
-        wait_for_port(int(address.rsplit(":", 1)[1]), head, timeout=60)
         yield address, env
     finally:
         kill_session(head.pid)
@@ -44,12 +48,7 @@ def autoscaling_cluster():
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("autoscaled")
-    (root / "videos").mkdir()
-    for i in range(12):
-        write_mp4v(root / "videos" / f"clip{i:02d}.mp4", moving_frames(6, 28, 42, seed=i), fps=10)
-    save_checkpoint(tiny_model(seed=9), root / "tiny.ckpt")
-    return root
+    return short_clip_archive(tmp_path_factory.mktemp("autoscaled"), 12, model_seed=9, digits=2)
 
 
 def _job(clips, output, tmp_path, *extra) -> list[str]:

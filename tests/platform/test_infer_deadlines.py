@@ -18,11 +18,9 @@ import uuid
 import boto3
 import pyarrow.parquet as pq
 import pytest
-from helpers import tiny_model
-from videos import moving_frames, write_mp4v
+from helpers import short_clip_archive
 
 from vda.jobs.cli import main
-from vda.model import save_checkpoint
 from vda.platform.storage import read_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,12 +31,7 @@ ATTEMPTS = 2
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("deadlines")
-    (root / "videos").mkdir()
-    for i in range(3):
-        write_mp4v(root / "videos" / f"clip{i}.mp4", moving_frames(6, 28, 42, seed=i), fps=10)
-    save_checkpoint(tiny_model(seed=5), root / "tiny.ckpt")
-    return root
+    return short_clip_archive(tmp_path_factory.mktemp("deadlines"), 3, model_seed=5)
 
 
 def _args(input_, output, checkpoint, tmp_path, *extra):

@@ -17,11 +17,9 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from clusters import node_ports, project_env, start_head, stop, wait_for_nodes, wait_for_port
-from helpers import tiny_model
-from videos import moving_frames, write_mp4v
+from helpers import short_clip_archive
 
 from vda.jobs.cli import main
-from vda.model import save_checkpoint
 from vda.platform.core.config import build
 from vda.platform.infer.config import InferConfig
 from vda.platform.infer.job import run_infer
@@ -45,12 +43,7 @@ def _quiet_cluster(request):
 @pytest.fixture(scope="module")
 def local_archive(tmp_path_factory):
     """8 short real videos in a local folder, and a tiny checkpoint."""
-    root = tmp_path_factory.mktemp("pool-archive")
-    (root / "videos").mkdir()
-    for i in range(8):
-        write_mp4v(root / "videos" / f"clip{i}.mp4", moving_frames(6, 28, 42, seed=i), fps=10)
-    save_checkpoint(tiny_model(seed=7), root / "tiny.ckpt")
-    return root
+    return short_clip_archive(tmp_path_factory.mktemp("pool-archive"), 8, model_seed=7)
 
 
 def _settings(root, output, tmp_path, *extra):
