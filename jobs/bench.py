@@ -28,14 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inference.add_argument("--compile", action="store_true", help="also time torch.compile")
     inference.add_argument("--skip-levers", action="store_true")
     inference.add_argument(
-        "--engine", choices=("torch", "onnx"), default="torch",
+        "--engine",
+        choices=("torch", "onnx"),
+        default="torch",
         help="onnx: only the ONNX Runtime vs PyTorch engine comparison",
-    )  # fmt: skip
+    )
     inference.add_argument("--skip-cache", action="store_true", help="no cached-vs-uncached run")
     inference.add_argument(
-        "--online", action="store_true",
+        "--online",
+        action="store_true",
         help="only the online engine vs the offline one: frames/s and latency per frame",
-    )  # fmt: skip
+    )
     inference.add_argument("--json", type=Path, help="also write the report here")
     training = sub.add_parser("train", help="data-wait share of step time, 2 workers reading S3")
     training.add_argument(
@@ -61,13 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     infer.add_argument("--actors", type=int, default=2, help="with --long")
     infer.add_argument("--segment-frames", type=int, default=220, help="with --long")
     infer.add_argument(
-        "--many", type=int, metavar="N",
+        "--many",
+        type=int,
+        metavar="N",
         help="N short clips (--frames each) through the job: overhead per video vs the bare model",
-    )  # fmt: skip
+    )
     infer.add_argument(
-        "--stages", action="store_true",
+        "--stages",
+        action="store_true",
         help="core-ms per frame of each stage around the model (at --width x --height)",
-    )  # fmt: skip
+    )
     infer.add_argument("--width", type=int, default=960, help="with --stages")
     infer.add_argument("--height", type=int, default=540, help="with --stages")
     infer.add_argument("--json", type=Path, help="also write the report here")
@@ -106,9 +112,15 @@ def run(args: argparse.Namespace) -> int:
         from vda.platform.bench.bulk_throughput import run_split_bench
 
         report = run_split_bench(
-            args.long_frames, args.short_videos, args.short_frames, args.actors, args.side,
-            args.size, args.input_size, args.segment_frames,
-        )  # fmt: skip
+            args.long_frames,
+            args.short_videos,
+            args.short_frames,
+            args.actors,
+            args.side,
+            args.size,
+            args.input_size,
+            args.segment_frames,
+        )
     elif args.bench == "infer" and args.many:
         from vda.platform.bench.bulk_overhead import run_many_bench
 

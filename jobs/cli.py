@@ -47,10 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Video Depth Anything on Ray: train, sweep, evaluate and bulk-infer depth.",
     )
     parser.add_argument(
-        "--verbose", action="store_true",
+        "--verbose",
+        action="store_true",
         help="also show Ray's, MLflow's and other frameworks' log lines and warnings "
         "(by default they go to the session's vda.log)",
-    )  # fmt: skip
+    )
     sub = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     for job in JOBS:
         job_parser = sub.add_parser(job.name, help=job.summary, description=job.summary)

@@ -40,43 +40,55 @@ from vda.platform.weights.hub import released
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "videos", nargs="*", type=Path,
+        "videos",
+        nargs="*",
+        type=Path,
         help="video files, or folders of numbered images (PNG, JPEG, TIFF, EXR) as one video each",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--online", metavar="SOURCE",
+        "--online",
+        metavar="SOURCE",
         help="online depth of one live source instead: a camera index (0), an rtsp:// or "
         "http(s):// stream, or a video file; each frame's depth before the next frame is read "
         "(the official online mode; docs/depth.md says how it differs from the default)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--realtime", action="store_true",
+        "--realtime",
+        action="store_true",
         help="with --online and a file: play it at its frame rate and drop the frames the model "
         "cannot keep up with, as a camera would deliver them",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--queue-frames", type=int, default=1,
+        "--queue-frames",
+        type=int,
+        default=1,
         help="with --online: frames that may wait for the model; beyond them the oldest is dropped",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--serve-preview", metavar="[HOST:]PORT",
+        "--serve-preview",
+        metavar="[HOST:]PORT",
         help="with --online: the live depth as MJPEG over HTTP (default host 127.0.0.1)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--sequence-fps", type=float, default=None,
+        "--sequence-fps",
+        type=float,
+        default=None,
         help="frame rate of image-sequence folders (else their sequence.json, else 24)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--checkpoint", default="vits",
+        "--checkpoint",
+        default="vits",
         help="a released model by name (vits, vitb, vitl, metric-vits, metric-vitb, metric-vitl; "
         "fetched once into the Hugging Face cache; default vits, Apache-2.0), or an official "
         "VDA or vda checkpoint file, local or s3:// (with --engine onnx: NAME.onnx from "
         "`vda export`)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--engine", choices=("torch", "onnx"), default="torch",
+        "--engine",
+        choices=("torch", "onnx"),
+        default="torch",
         help="onnx: the same windowing on ONNX Runtime (CPU; CUDA/TensorRT providers if present)",
-    )  # fmt: skip
+    )
     parser.add_argument("-o", "--output", type=Path, default=Path("outputs"), help="output folder")
     parser.add_argument("--input-size", type=int, default=518)
     parser.add_argument("--max-res", type=int, default=1280)
@@ -90,15 +102,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compile", action="store_true", help="torch.compile the network (pays on long videos)"
     )
     parser.add_argument(
-        "--baseline-engine", action="store_true",
+        "--baseline-engine",
+        action="store_true",
         help="no speed levers: the engine as first built (to compare or rule them out)",
-    )  # fmt: skip
+    )
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--chunk-frames", type=int, default=256)
     parser.add_argument(
-        "--depth-dtype", default="float16", choices=("float16", "float32"),
+        "--depth-dtype",
+        default="float16",
+        choices=("float16", "float32"),
         help="depth arrays' type (float32: exact, twice the bytes)",
-    )  # fmt: skip
+    )
     parser.add_argument("--png16", action="store_true", help="also write 16-bit PNG frames")
     parser.add_argument("--exr", action="store_true", help="also OpenEXR depth per frame (Z)")
     parser.add_argument("--exr-half", action="store_true", help="EXR in half floats")
@@ -111,9 +126,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--principal-x", type=float, help="default: image centre")
     parser.add_argument("--principal-y", type=float, help="default: image centre")
     parser.add_argument(
-        "--scene-cuts", action="store_true",
+        "--scene-cuts",
+        action="store_true",
         help="restart the window chain at each detected cut (PySceneDetect ContentDetector)",
-    )  # fmt: skip
+    )
     parser.add_argument("--scene-threshold", type=float, default=27.0)
     parser.add_argument("--no-preview", action="store_true")
     parser.add_argument("--grayscale", action="store_true", help="also a grayscale preview")
@@ -230,10 +246,12 @@ def run_online(args: argparse.Namespace) -> int:
     if args.videos:
         raise ConfigError("--online takes one source; name videos without it")
     offline_only = {
-        "--engine onnx": args.engine != "torch", "--scene-cuts": args.scene_cuts,
-        "--no-cache": args.no_cache, "--compile": args.compile,
+        "--engine onnx": args.engine != "torch",
+        "--scene-cuts": args.scene_cuts,
+        "--no-cache": args.no_cache,
+        "--compile": args.compile,
         "--baseline-engine": args.baseline_engine,
-    }  # fmt: skip
+    }
     if any(offline_only.values()):
         raise ConfigError(
             f"--online runs the PyTorch network one frame at a time, without "
@@ -272,20 +290,33 @@ def run_online(args: argparse.Namespace) -> int:
 
         def metadata() -> dict:
             return run_metadata(
-                model_size=model.config.size, metric=model.config.metric,
-                checkpoint=args.checkpoint, checkpoint_sha256=weights.sha256,
-                input_size=args.input_size, precision=engine.precision,
-                device=str(engine.device), max_res=args.max_res, target_fps=args.target_fps,
-                max_len=args.max_len, window=args.window, speed={}, alignments=[],
-                checkpoint_source=weights.source, checkpoint_license=weights.license,
+                model_size=model.config.size,
+                metric=model.config.metric,
+                checkpoint=args.checkpoint,
+                checkpoint_sha256=weights.sha256,
+                input_size=args.input_size,
+                precision=engine.precision,
+                device=str(engine.device),
+                max_res=args.max_res,
+                target_fps=args.target_fps,
+                max_len=args.max_len,
+                window=args.window,
+                speed={},
+                alignments=[],
+                checkpoint_source=weights.source,
+                checkpoint_license=weights.license,
                 mode="online",
                 online={
-                    "source": source.display, "kind": source.kind, "realtime": source.realtime,
-                    "queue_frames": args.queue_frames, "read": source.read,
-                    "dropped": source.dropped, "ended_by": source.ended_by,
+                    "source": source.display,
+                    "kind": source.kind,
+                    "realtime": source.realtime,
+                    "queue_frames": args.queue_frames,
+                    "read": source.read,
+                    "dropped": source.dropped,
+                    "ended_by": source.ended_by,
                     **stream.latency.summary(),
                 },
-            )  # fmt: skip
+            )
 
         total = None if source.realtime else source.info.frame_count_hint  # drops: unknown
         with tqdm(total=total, desc=source.info.name, unit="frame") as bar:

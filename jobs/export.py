@@ -17,9 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=518, help="network input (multiple of 14)")
     parser.add_argument("--width", type=int, default=518, help="network input (multiple of 14)")
     parser.add_argument(
-        "--dynamic", action="store_true",
+        "--dynamic",
+        action="store_true",
         help="dynamic H and W (checked at a second size; refused where the exporter cannot)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--tolerance", type=float, default=1e-4, help="max |onnx - torch| / output range"
     )

@@ -27,17 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fail-on-error", action="store_true", default=None)
     parser.add_argument(
-        "--plan", action="store_true",
+        "--plan",
+        action="store_true",
         help="list, check what is done and read the to-do videos' headers; start nothing",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--plan-fps", type=float, help="frames/s one actor achieves, for --plan's estimate"
     )
     parser.add_argument(
-        "--plan-sample", type=int, default=1000, metavar="N",
+        "--plan-sample",
+        type=int,
+        default=1000,
+        metavar="N",
         help="--plan reads the headers of N random to-do videos and scales by bytes "
         "(0: every one; default 1000)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--verbose", action="store_true", default=None, help="a line per finished video"
     )

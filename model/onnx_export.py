@@ -239,9 +239,13 @@ def export_onnx(
         for part, (module, args, names, dynamic_shapes) in specs.items():
             try:
                 _export(
-                    module, args, paths[part], names, dynamic_shapes,
+                    module,
+                    args,
+                    paths[part],
+                    names,
+                    dynamic_shapes,
                     _metadata(model, settings, part),
-                )  # fmt: skip
+                )
             except OnnxExportError as error:  # the exporter itself fails on dynamic H / W
                 if not settings.dynamic:
                     raise

@@ -29,8 +29,10 @@ def part_paths(path: str | Path) -> dict[str, Path]:
     stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
     for suffix in (".encoder", ".head"):
         stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
-    return {part: path.with_name(f"{stem}{suffix}.onnx") for part, suffix in
-            (("whole", ""), ("encoder", ".encoder"), ("head", ".head"))}  # fmt: skip
+    return {
+        part: path.with_name(f"{stem}{suffix}.onnx")
+        for part, suffix in (("whole", ""), ("encoder", ".encoder"), ("head", ".head"))
+    }
 
 
 def providers(device: str) -> list[str]:

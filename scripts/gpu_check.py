@@ -128,10 +128,22 @@ def run_step_in_child(name: str, device: str, tiny: bool, limit_s: float, log_di
     workdir = Path(tempfile.mkdtemp(prefix=f"gpu-check-{name}-"))
     result_path = workdir / "result.json"
     log_path = log_dir / f"{name}.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "--run-step", name,
-               "--device", device, "--workdir", str(workdir / "w"),
-               "--result", str(result_path), "--log", str(log_path),
-               "--limit-s", str(limit_s)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--run-step",
+        name,
+        "--device",
+        device,
+        "--workdir",
+        str(workdir / "w"),
+        "--result",
+        str(result_path),
+        "--log",
+        str(log_path),
+        "--limit-s",
+        str(limit_s),
+    ]
     if tiny:
         command.append("--tiny")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
@@ -141,9 +153,15 @@ def run_step_in_child(name: str, device: str, tiny: bool, limit_s: float, log_di
     started = time.monotonic()
     with log_path.open("a") as log:  # what the child prints before it redirects its output
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log,
-            stdin=subprocess.DEVNULL, text=True, start_new_session=True,
-        )  # fmt: skip
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
     last: list[str] = []
 
     def echo() -> None:
@@ -161,8 +179,13 @@ def run_step_in_child(name: str, device: str, tiny: bool, limit_s: float, log_di
     _end_session(process)  # also ends anything the step left behind
     reader.join(timeout=5)
     seconds = time.monotonic() - started
-    record: dict[str, Any] = {"step": name, "seconds": seconds, "limit_s": limit_s,
-                              "log": str(log_path), "session": process.pid}  # fmt: skip
+    record: dict[str, Any] = {
+        "step": name,
+        "seconds": seconds,
+        "limit_s": limit_s,
+        "log": str(log_path),
+        "session": process.pid,
+    }
     if timed_out:
         record.update(
             status="TIMEOUT",
@@ -306,18 +329,23 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="gpu-check-logs-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         device = "cuda" if args.device == "cuda" else "cpu"
-        print(f"gpu-check: {', '.join(steps)} on {device}"
-              f"{' (tiny model)' if args.tiny else ''}; budget {args.budget:.0f} s; "
-              f"logs in {log_dir}", flush=True)  # fmt: skip
+        print(
+            f"gpu-check: {', '.join(steps)} on {device}"
+            f"{' (tiny model)' if args.tiny else ''}; budget {args.budget:.0f} s; "
+            f"logs in {log_dir}",
+            flush=True,
+        )
         started = time.monotonic()
         for name in steps:
             left = args.budget - (time.monotonic() - started)
             limit = min(limits[name], left)
             print(f"{name} (limit {limit:.0f} s) ...", flush=True)
             if left < MIN_STEP_S:
-                record = {"step": name, "status": "TIMEOUT",
-                          "summary": f"not started: {left:.0f} s left of the "
-                          f"{args.budget:.0f} s budget"}  # fmt: skip
+                record = {
+                    "step": name,
+                    "status": "TIMEOUT",
+                    "summary": f"not started: {left:.0f} s left of the {args.budget:.0f} s budget",
+                }
             else:
                 record = run_step_in_child(name, device, args.tiny, limit, log_dir)
             records.append(record)

@@ -48,12 +48,26 @@ def start_head(
     port, dashboard = free_port(), free_port()
     low, high = worker_ports.split("-")
     head = subprocess.Popen(
-        [*ray_cli, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}",
-         f"--min-worker-port={low}", f"--max-worker-port={high}", *node_ports()],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            *ray_cli,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            f"--num-cpus={num_cpus}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--ray-client-server-port={free_port()}",
+            f"--temp-dir={temp_dir}",
+            f"--min-worker-port={low}",
+            f"--max-worker-port={high}",
+            *node_ports(),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return head, port, dashboard
 
 
@@ -135,23 +149,38 @@ def autoscaling_config(gcs_address: str, max_workers: int, idle_minutes: float) 
         "cluster_name": "fake_multinode",
         "max_workers": max_workers,
         "provider": {
-            "type": "fake_multinode", "gcs_address": gcs_address, "use_node_id_as_ip": True,
-            "disable_node_updaters": True, "disable_launch_config_check": True,
+            "type": "fake_multinode",
+            "gcs_address": gcs_address,
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
         },
         "available_node_types": {
             "ray.head.default": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
             "ray.worker.cpu": {
                 "resources": {"CPU": 1, "object_store_memory": 100 * 1024**2},
-                "node_config": {}, "min_workers": 0, "max_workers": max_workers,
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": max_workers,
             },
         },
-        "head_node_type": "ray.head.default", "auth": {}, "docker": {},
-        "upscaling_speed": 1.0, "idle_timeout_minutes": idle_minutes,
-        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
-        "worker_setup_commands": [], "head_start_ray_commands": [],
-        "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
-        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
-    }  # fmt: skip
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "docker": {},
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": idle_minutes,
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+    }
 
 
 def start_autoscaling_head(
@@ -167,18 +196,37 @@ def start_autoscaling_head(
     with open(config, "w") as handle:
         yaml.safe_dump(autoscaling_config(address, max_workers, idle_minutes), handle)
     low = free_port()
-    head_env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # fmt: skip
+    head_env = {
+        **env,
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+    }
     head_env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-         f"--autoscaling-config={config}", f"--port={port}", "--num-cpus=1",
-         f"--temp-dir={os.path.join(workdir, 'rt')}", f"--object-store-memory={100 * 1024**2}",
-         "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
-         f"--min-worker-port={low}", f"--max-worker-port={low + 200}", *node_ports()],
-        env=head_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            f"--autoscaling-config={config}",
+            f"--port={port}",
+            "--num-cpus=1",
+            f"--temp-dir={os.path.join(workdir, 'rt')}",
+            f"--object-store-memory={100 * 1024**2}",
+            "--include-dashboard=false",
+            f"--ray-client-server-port={free_port()}",
+            f"--min-worker-port={low}",
+            f"--max-worker-port={low + 200}",
+            *node_ports(),
+        ],
+        env=head_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     return head, address
 
 

@@ -139,10 +139,21 @@ def two_node_cluster(s3_endpoint, tmp_path_factory):
         wait_for_port(port, head, timeout=60)
         wait_for_port(dashboard, head, timeout=60)
         worker = subprocess.Popen(
-            [ray_bin, "start", "--block", f"--address=127.0.0.1:{port}", "--num-cpus=2",
-             "--min-worker-port=22000", "--max-worker-port=22999", *node_ports()],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                ray_bin,
+                "start",
+                "--block",
+                f"--address=127.0.0.1:{port}",
+                "--num-cpus=2",
+                "--min-worker-port=22000",
+                "--max-worker-port=22999",
+                *node_ports(),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         processes.append(worker)
         wait_for_nodes(f"127.0.0.1:{port}", 2, env)
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", env
@@ -179,9 +190,14 @@ def synthetic_shards(shards_bucket, ray_cluster):
 
 # fixtures that start Ray or a server: a test using one must say so with its marker
 SERVICE_FIXTURES = {
-    "s3_endpoint", "bucket", "ray_cluster", "token_cluster", "two_node_cluster",
-    "shards_bucket", "synthetic_shards",
-}  # fmt: skip
+    "s3_endpoint",
+    "bucket",
+    "ray_cluster",
+    "token_cluster",
+    "two_node_cluster",
+    "shards_bucket",
+    "synthetic_shards",
+}
 SCENARIO_TIMEOUT_S = 900  # a test that starts services; a plain test has the ini's `timeout`
 
 

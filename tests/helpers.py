@@ -50,8 +50,19 @@ def run_metadata_keys() -> set[str]:
     """The keys `metadata.json` carries about the run, whichever job wrote it."""
     from vda.platform.video.metadata import run_metadata
 
-    fields = ("model_size", "metric", "checkpoint", "checkpoint_sha256", "input_size",
-              "precision", "device", "max_res", "target_fps", "max_len", "window")  # fmt: skip
+    fields = (
+        "model_size",
+        "metric",
+        "checkpoint",
+        "checkpoint_sha256",
+        "input_size",
+        "precision",
+        "device",
+        "max_res",
+        "target_fps",
+        "max_len",
+        "window",
+    )
     return set(run_metadata(**dict.fromkeys(fields, 0), speed={}, alignments=[]))
 
 

@@ -76,23 +76,33 @@ def run_many_bench(videos: int, frames: int, side: int, size: str, input_size: i
         del engine
 
         ray.init(
-            num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
             logging_level=logging.WARNING,
-        )  # fmt: skip
+        )
         runs = {}
         for in_flight in (1, 2):
             lines: list[str] = []
             config = build(
                 InferConfig,
                 {
-                    "input": str(root / "videos"), "output": str(root / f"depth{in_flight}"),
-                    "checkpoint": str(checkpoint), "input_size": input_size,
-                    "actors": {"num_actors": 1, "cpus_per_actor": 1, "torch_threads": threads,
-                               "units_in_flight": in_flight},
-                    "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db",
-                               "experiment": "bench"},
+                    "input": str(root / "videos"),
+                    "output": str(root / f"depth{in_flight}"),
+                    "checkpoint": str(checkpoint),
+                    "input_size": input_size,
+                    "actors": {
+                        "num_actors": 1,
+                        "cpus_per_actor": 1,
+                        "torch_threads": threads,
+                        "units_in_flight": in_flight,
+                    },
+                    "mlflow": {
+                        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+                        "experiment": "bench",
+                    },
                 },
-            )  # fmt: skip
+            )
             result = run_infer(config, progress=lines.append)
             job_s = result.scheduled_seconds - result.startup_seconds
             runs[in_flight] = {

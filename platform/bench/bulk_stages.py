@@ -60,8 +60,12 @@ def run_stage_bench(frames: int, width: int, height: int, input_size: int) -> di
         with open_video(clip) as reader:
             info = reader.info
         stack = np.stack(decoded)
-        timed("preprocess", lambda: [preprocess_frames(stack[i : i + 32], input_size)
-                                     for i in range(0, frames, 32)])  # fmt: skip
+        timed(
+            "preprocess",
+            lambda: [
+                preprocess_frames(stack[i : i + 32], input_size) for i in range(0, frames, 32)
+            ],
+        )
         network = torch.from_numpy(np.stack(disparity))[:, None]
         network = torch.nn.functional.interpolate(network, scale_factor=input_size / height)[:, 0]
         timed("resize depth", lambda: resize_depth(network, (height, width)))

@@ -99,9 +99,11 @@ def run_infer_bench(videos: int, frames: int, side: int, size: str, input_size: 
         del engine
 
         ray.init(
-            num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
             logging_level=logging.WARNING,
-        )  # fmt: skip
+        )
         # one actor, one CPU reserved (the rest stays free for Ray), but torch uses
         # every core, as the bare model does
         actors = {"num_actors": 1, "cpus_per_actor": 1, "torch_threads": os.cpu_count()}
@@ -115,9 +117,14 @@ def run_infer_bench(videos: int, frames: int, side: int, size: str, input_size: 
         variants = {"overlapped": (True, True), "inline": (True, False), "local": (False, True)}
         for name, (on_s3, background) in variants.items():
             config = _config(
-                bucket, root, checkpoint, input_size, f"depth-{name}",
-                actors=actors, writer={"background": background},
-            )  # fmt: skip
+                bucket,
+                root,
+                checkpoint,
+                input_size,
+                f"depth-{name}",
+                actors=actors,
+                writer={"background": background},
+            )
             if not on_s3:
                 config.input, config.output = str(local), str(root / "depth-local")
             result = run_infer(config, progress=lambda _: None)
@@ -148,9 +155,15 @@ def run_infer_bench(videos: int, frames: int, side: int, size: str, input_size: 
 
 
 def run_split_bench(
-    long_frames: int, short_videos: int, short_frames: int, actors: int, side: int, size: str,
-    input_size: int, segment_frames: int,
-) -> dict:  # fmt: skip
+    long_frames: int,
+    short_videos: int,
+    short_frames: int,
+    actors: int,
+    side: int,
+    size: str,
+    input_size: int,
+    segment_frames: int,
+) -> dict:
     import ray
 
     from ..infer.job import run_infer
@@ -163,9 +176,11 @@ def run_split_bench(
         checkpoint, _ = _archive(root, bucket, lengths, side, size)
         cpus = os.cpu_count() or 1
         ray.init(
-            num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
             logging_level=logging.WARNING,
-        )  # fmt: skip
+        )
         share = max(0.25, (cpus - 0.5) / actors)  # actors side by side, a little CPU left over
         pool = {
             "num_actors": actors,
@@ -175,10 +190,15 @@ def run_split_bench(
         runs = {}
         for name, split in (("whole", 0), ("split", segment_frames)):
             config = _config(
-                bucket, root, checkpoint, input_size, f"depth-{name}", actors=pool,
+                bucket,
+                root,
+                checkpoint,
+                input_size,
+                f"depth-{name}",
+                actors=pool,
                 split={"segment_frames": split},
                 outputs={"preview": False},
-            )  # fmt: skip
+            )
             result = run_infer(config, progress=lambda _: None)
             work = sum(r.seconds for r in result.rows if r.status == "done")
             runs[name] = {

@@ -110,10 +110,20 @@ def build_package(workdir: Path) -> Path:
     """Build the project wheel and unpack it; returns the unpacked `vda/` directory."""
     wheels = workdir / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(project_root())],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(project_root()),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     (wheel,) = wheels.glob("vda-*.whl")
     unpacked = workdir / "package"
     with zipfile.ZipFile(wheel) as archive:

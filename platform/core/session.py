@@ -31,9 +31,20 @@ from typing import Any
 VERBOSE_ENV = "VDA_VERBOSE"
 # loggers of the frameworks under vda; their records are not the project's lines
 FRAMEWORK_LOGGERS = (
-    "ray", "mlflow", "alembic", "urllib3", "botocore", "boto3", "s3transfer", "torch",
-    "timm", "huggingface_hub", "filelock", "fsspec", "py.warnings",
-)  # fmt: skip
+    "ray",
+    "mlflow",
+    "alembic",
+    "urllib3",
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "torch",
+    "timm",
+    "huggingface_hub",
+    "filelock",
+    "fsspec",
+    "py.warnings",
+)
 
 _session: Path | None = None
 _handler: logging.Handler | None = None

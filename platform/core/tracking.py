@@ -109,9 +109,11 @@ class TrackedRun:
 
 
 def tracked_run(
-    config: MlflowConfig, name: str, tags: Mapping[str, str] | None = None,
+    config: MlflowConfig,
+    name: str,
+    tags: Mapping[str, str] | None = None,
     resume_tag: str | None = None,
-) -> TrackedRun:  # fmt: skip
+) -> TrackedRun:
     """The job's run: a new one, or with `resume_tag` the latest run whose tag holds `name`
     (reopened: a rerun of a named training or sweep logs on into the same run)."""
     from mlflow.tracking import MlflowClient
@@ -130,9 +132,11 @@ def tracked_run(
 def find_run(client, experiment_id: str, tag: str, value: str):
     """The most recent run with tag == value, to resume logging into it."""
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1,
+        [experiment_id],
+        filter_string=f"tags.`{tag}` = '{value}'",
+        max_results=1,
         order_by=["attributes.start_time DESC"],
-    )  # fmt: skip
+    )
     return runs[0] if runs else None
 
 

@@ -185,9 +185,11 @@ def fit_size(
     for target, then_crop in ((tuple(full_hw), True), (cropped_hw, False)):
         if abs(size[1] / size[0] - target[1] / target[0]) <= 0.01 * target[1] / target[0]:
             resized = np.stack(
-                [cv2.resize(f, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)
-                 for f in prediction.astype(np.float32)]
-            )  # fmt: skip
+                [
+                    cv2.resize(f, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)
+                    for f in prediction.astype(np.float32)
+                ]
+            )
             note = f"resized from {size[0]}x{size[1]}"
             return (crop.apply(resized), note) if then_crop else (resized, note)
     raise FrameMatchError(

@@ -109,9 +109,15 @@ class Preset:
 
 
 NYUV2_SCENES = (
-    "basement_0001a", "bookstore_0001a", "cafe_0001a", "classroom_0001a",
-    "kitchen_0003", "office_0004", "playroom_0002", "study_0002",
-)  # fmt: skip
+    "basement_0001a",
+    "bookstore_0001a",
+    "cafe_0001a",
+    "classroom_0001a",
+    "kitchen_0003",
+    "office_0004",
+    "playroom_0002",
+    "study_0002",
+)
 _WHOLE = FrameSlice()
 _KITTI_CROP = Crop(0, 374, 0, 1242)  # eval.py: args.a..d; extraction: even height and width
 _SCANNET_CROP = Crop(8, -8, 11, -11)  # eval_utils.copy_crop_files; eval.py / eval_tae.py a..d

@@ -37,11 +37,17 @@ class EvalJobReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "dataset": self.dataset, "max_depth": self.max_depth,
-            "benchmark": self.benchmark, "protocol": self.protocol,
-            "tae_variant": self.tae_variant, "notes": self.notes,
-            "modes": self.modes, "missing": self.missing, "failed": self.failed,
-        }  # fmt: skip
+            "name": self.name,
+            "dataset": self.dataset,
+            "max_depth": self.max_depth,
+            "benchmark": self.benchmark,
+            "protocol": self.protocol,
+            "tae_variant": self.tae_variant,
+            "notes": self.notes,
+            "modes": self.modes,
+            "missing": self.missing,
+            "failed": self.failed,
+        }
 
 
 def _overall(sequences: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -136,15 +142,19 @@ def _short(mode: str, values: dict[str, Any]) -> str:
 def format_report(report: EvalJobReport) -> str:
     lines = []
     if report.protocol is not None:
-        lines.append(f"protocol {report.protocol['protocol']} on {report.benchmark} "
-                     f"(depth cap {report.max_depth:g} m, TAE {report.tae_variant})")  # fmt: skip
+        lines.append(
+            f"protocol {report.protocol['protocol']} on {report.benchmark} "
+            f"(depth cap {report.max_depth:g} m, TAE {report.tae_variant})"
+        )
     lines.append(
         f"{'mode':22s} {'seqs':>4s} {'abs_rel':>8s} {'delta1':>7s} {'rmse':>8s} {'tae':>7s}"
     )
     for mode, block in report.modes.items():
         o = block["overall"]
         cells = [f"{o[k]:.4f}" if k in o else "-" for k in METRICS]
-        lines.append(f"{mode:22s} {o['sequences']:>4d} {cells[0]:>8s} {cells[1]:>7s} "
-                     f"{cells[2]:>8s} {cells[3]:>7s}  {block.get('label', '')}")  # fmt: skip
+        lines.append(
+            f"{mode:22s} {o['sequences']:>4d} {cells[0]:>8s} {cells[1]:>7s} "
+            f"{cells[2]:>8s} {cells[3]:>7s}  {block.get('label', '')}"
+        )
     lines += [f"note: {note}" for note in report.notes]
     return "\n".join(lines)

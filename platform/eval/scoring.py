@@ -135,9 +135,7 @@ def evaluate_one(plan: EvalPlan, entry: dict[str, Any]) -> dict[str, Any]:
     for mode, result in score_sequence(plan, entry).items():
         results[mode] = result.as_dict()
         if plan.config.frame_errors:
-            results[mode]["frame_abs_rel"] = [
-                [f["frame"], f["abs_rel"]] for f in result.per_frame
-            ]  # fmt: skip
+            results[mode]["frame_abs_rel"] = [[f["frame"], f["abs_rel"]] for f in result.per_frame]
     return results
 
 

@@ -214,9 +214,17 @@ def build_tables(
                     paper = PAPER_TABLE1.get(paper_row, {}).get((protocol, benchmark, metric))
                 cells.append(_cell(value, metric))
                 writer.writerow(
-                    [model.name, mode, name, protocol, benchmark, metric,
-                     "" if value is None else f"{value:.6g}", "" if paper is None else paper]
-                )  # fmt: skip
+                    [
+                        model.name,
+                        mode,
+                        name,
+                        protocol,
+                        benchmark,
+                        metric,
+                        "" if value is None else f"{value:.6g}",
+                        "" if paper is None else paper,
+                    ]
+                )
             lines.append(f"| {model.name} | {mode_label(mode)} | " + " | ".join(cells) + " |")
             if PAPER_MODE.get(paper_row) == mode and paper_row in PAPER_TABLE1:
                 published = [

@@ -75,9 +75,13 @@ class Activity:
 
     def report(self) -> ActivityReport:
         return ActivityReport(
-            self.key, self.phase, self.owner.clock() - self.last, self.waiting,
-            self.owner.longest_gap_s, self.owner.model_learnt,
-        )  # fmt: skip
+            self.key,
+            self.phase,
+            self.owner.clock() - self.last,
+            self.waiting,
+            self.owner.longest_gap_s,
+            self.owner.model_learnt,
+        )
 
 
 class ActorActivity:

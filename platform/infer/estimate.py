@@ -41,8 +41,9 @@ class Estimate:
         )
 
 
-def ratio_estimate(values: list[float], sizes: list[float], population_bytes: float,
-                   population: int) -> Estimate:  # fmt: skip
+def ratio_estimate(
+    values: list[float], sizes: list[float], population_bytes: float, population: int
+) -> Estimate:
     """The total of `values` over `population` videos whose sizes add up to
     `population_bytes`, from a sample (`values[i]` of a video of `sizes[i]` bytes)."""
     n = len(values)

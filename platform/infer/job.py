@@ -102,9 +102,12 @@ def _earlier_rows(config: InferConfig, earlier) -> tuple[dict[str, ManifestRow],
     rows finished after a killed run's last part, one read each); the parts read."""
     wanted = {video_id: (row.status, row.uri) for video_id, row in earlier.items()}
     rows, parts = merged_rows(
-        config.output, wanted, config.s3, lambda uri: read_row_at(uri, config.s3),
+        config.output,
+        wanted,
+        config.s3,
+        lambda uri: read_row_at(uri, config.s3),
         config.lookup_threads,
-    )  # fmt: skip
+    )
     for row in rows.values():
         row.processed = False
     return rows, parts

@@ -184,9 +184,14 @@ def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[
         release = released(config.checkpoint)
         sha = published_sha256(config.checkpoint)
         metric = release.name.startswith("metric-")
-        info = {"size": release.name.removeprefix("metric-"), "metric": metric,
-                "name": release.name, "source": release.source, "license": release.license,
-                "terms": release.terms}  # fmt: skip
+        info = {
+            "size": release.name.removeprefix("metric-"),
+            "metric": metric,
+            "name": release.name,
+            "source": release.source,
+            "license": release.license,
+            "terms": release.terms,
+        }
     else:
         weights = read_weights(config.checkpoint, config.s3)
         model = weights.load_model()

@@ -38,7 +38,6 @@ from typing import Any
 from ..core.config import to_dict
 from ..core.progress import JobProgress
 from ..storage import StorageError, retrying
-from .activity import ActivityReport
 from .config import InferConfig
 from .lease import LeaseLost, OutputLease
 from .manifest import ManifestRow
@@ -46,7 +45,8 @@ from .messages import Fenced, Finished, SegmentFailed, SegmentStored, Split, Uni
 from .pool import ActorPool, Member, first_line
 from .records import base_row
 from .segments import read_records
-from .stalls import StallPolicy, Watched
+from .stalls import StallPolicy
+from .watch import StallWatch
 from .worker import VideoDepthWorker
 
 
@@ -94,9 +94,7 @@ class InferScheduler:
             lambda: actor_class.remote(config_dict, self.sha, owner), actors, progress
         )
         self.model: dict[str, Any] = {}
-        self.stalls = StallPolicy(actors.stall_timeout_s)
-        self.watched: dict[str, Watched] = {}  # task key -> what the driver knows of it
-        self.clock = time.monotonic
+        self.watch = StallWatch(ray, StallPolicy(actors.stall_timeout_s), progress)
 
     def run(self, units: list[Unit]) -> None:
         ray, pool = self.ray, self.pool
@@ -106,6 +104,7 @@ class InferScheduler:
             len(units), "vda infer", self.out, self.config.progress_s, self.config.verbose
         )
         progress.extra = lambda: f"actors {len(pool.ready())} running, {pool.starting()} starting"
+        self.watch.progress = progress.line
         running: dict[Any, tuple[Member, Unit, Any]] = {}  # ref -> (actor, unit, its begin's ref)
         stitching: dict[Any, str] = {}  # ref -> video id
         self.videos, self.running = videos, running
@@ -129,13 +128,13 @@ class InferScheduler:
                     member.units += 1
                     ack = member.actor.begin.remote(unit.key)  # same queue as process: ahead
                     running[member.actor.process.remote(unit)] = (member, unit, ack)
-                    self.watched[unit.key] = Watched(unit.key, self.clock())
+                    self.watch.sent(unit.key)
                 self._rehome_stitches(stitching)
-                self._watch_for_stalls()
+                self.watch.check(pool.ready(), running.values(), self._may_wait)
                 polls = [m.poll for m in pool.members if m.poll is not None]
                 waiting = [*running, *stitching, *pool.pending_refs(), *polls]
                 timeout = min(
-                    self.config.progress_s, self.config.actors.check_s, self.stalls.poll_interval()
+                    self.config.progress_s, self.config.actors.check_s, self.watch.poll_interval()
                 )
                 if not waiting:  # every actor released or dead: the pool decides what follows
                     time.sleep(timeout)
@@ -146,7 +145,7 @@ class InferScheduler:
                         self._finish_stitch(ref, videos[stitching.pop(ref)], stitching)
                     elif ref in running:
                         member, unit, ack = running.pop(ref)
-                        self.watched.pop(unit.key, None)
+                        self.watch.done(unit.key)
                         self._finish_unit(ref, member, unit, ack, queue, videos, stitching)
                     elif (member := pool.by_start_ref(ref)) is not None:
                         pool.on_ready(member)
@@ -224,7 +223,7 @@ class InferScheduler:
         video.stitch = host.actor.stitch.remote(unit, video.segments, self.model)
         stitching[video.stitch] = video.unit.video_id
         key = f"stitch:{video.unit.video_id}"
-        self.watched[key] = Watched(key, self.clock())
+        self.watch.sent(key)
 
     def _rehome_stitches(self, stitching) -> None:
         # a video whose segment failed for good needs no stitch: its row says why
@@ -240,7 +239,7 @@ class InferScheduler:
         ray, host = self.ray, video.stitch_host
         video.stitch, video.stitch_host = None, None
         key = f"stitch:{video.unit.video_id}"
-        self.watched.pop(key, None)
+        self.watch.done(key)
         if host is not None:
             host.stitches.discard(video.unit.video_id)
         try:
@@ -265,9 +264,12 @@ class InferScheduler:
                 self._start_stitch(video, stitching)
             elif video.failed is None:
                 self._unit_failed(
-                    video.unit, f"stitch: {reason}", None, video=video,
+                    video.unit,
+                    f"stitch: {reason}",
+                    None,
+                    video=video,
                     attempts=video.stitch_attempt,
-                )  # fmt: skip
+                )
             return
         except ray.exceptions.RayError as error:  # the call failed, the actor lives
             if video.failed is None:
@@ -324,66 +326,10 @@ class InferScheduler:
         except Exception:
             return False
 
-    # -- the stall deadline ------------------------------------------------------
-    def _watch_for_stalls(self) -> None:
-        """Ask busy actors what their tasks do; kill the actor of a task that stopped moving
-        (its unit then fails over like any dead actor's, with the stall as the reason)."""
-        now, pool = self.clock(), self.pool
-        busy = [m for m in pool.ready() if m.busy or m.stitches]
-        units: dict[int, list[str]] = {}
-        for member, unit, _ in self.running.values():
-            units.setdefault(id(member), []).append(unit.key)
-        answered = [m for m in busy if m.poll is not None]
-        if answered:
-            ready, _ = self.ray.wait(
-                [m.poll for m in answered], num_returns=len(answered), timeout=0
-            )
-            ready = set(ready)
-            for member in answered:
-                if member.poll in ready:
-                    self._read_answer(member, now, units)
-        for member in busy:
-            for key in self._task_keys(member, units):
-                watched = self.watched.get(key)
-                deadline = self.stalls.deadline(watched.phase if watched else "")
-                reason = watched and watched.stalled(now, deadline, member.asked_at)
-                if reason:
-                    self._kill_stalled(member, key, reason)
-                    break
-            due = now - member.polled_at >= self.stalls.poll_interval()
-            if member.killed is None and member.poll is None and due:
-                member.poll, member.asked_at = member.actor.activity_report.remote(), now
-
-    def _read_answer(self, member: Member, now: float, units: dict[int, list[str]]) -> None:
-        ref, member.poll, member.asked_at, member.polled_at = member.poll, None, None, now
-        try:
-            reports = [ActivityReport(**r) for r in self.ray.get(ref)]
-        except self.ray.exceptions.RayError:
-            return  # it died: its unit's ref says so
-        by_key = {r.key: r for r in reports}
-        for report in reports:
-            self.stalls.learn(report)
-        for key in self._task_keys(member, units):
-            if key not in self.watched:
-                continue
-            if key not in by_key:  # not begun: queued behind a unit, or for a stitch thread
-                self.watched[key].last_step = now
-                continue
-            video_id = key.removeprefix("stitch:")
-            video = self.videos.get(video_id)
-            waiting_ok = video is not None and video.segments_left > 0
-            self.watched[key].update(by_key.get(key), now, waiting_ok)
-
-    @staticmethod
-    def _task_keys(member: Member, units: dict[int, list[str]]) -> list[str]:
-        """The keys of what runs on `member`: its units (from `units`, by member; the first
-        runs, the others wait in its queue) and its stitches."""
-        return [*units.get(id(member), []), *(f"stitch:{v}" for v in member.stitches)]
-
-    def _kill_stalled(self, member: Member, key: str, reason: str) -> None:
-        self.progress.line(f"{key.removeprefix('stitch:')}: {reason}; replacing its actor")
-        member.kill_for(key, reason)
-        self.ray.kill(member.actor, no_restart=True)
+    def _may_wait(self, key: str) -> bool:
+        """A stitch waiting for its segments is not stalled while any is queued or running."""
+        video = self.videos.get(key.removeprefix("stitch:"))
+        return key.startswith("stitch:") and video is not None and video.segments_left > 0
 
     def _unit_failed(
         self, unit, reason: str, videos, attempts: int | None = None, video: _Video | None = None

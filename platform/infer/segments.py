@@ -139,14 +139,30 @@ def run_segment(
     from_frame = max(0, w.start(first) - w.key_offset) if first else 0
     try:
         record = _windows_to_storage(
-            engine, open_reader, first, stop, prefix, settings, seek, from_frame, queue_windows,
+            engine,
+            open_reader,
+            first,
+            stop,
+            prefix,
+            settings,
+            seek,
+            from_frame,
+            queue_windows,
             frames,
-        )  # fmt: skip
+        )
     except SeekMismatch:  # variable frame rate: number frames by decoding from the start
         record = _windows_to_storage(
-            engine, open_reader, first, stop, prefix, settings, False, from_frame, queue_windows,
+            engine,
+            open_reader,
+            first,
+            stop,
+            prefix,
+            settings,
+            False,
+            from_frame,
+            queue_windows,
             frames,
-        )  # fmt: skip
+        )
     record["attempt"] = attempt
     record["seconds"] = time.perf_counter() - started  # the stitch sums these into the row
     write_bytes(join(prefix, DONE), json.dumps(record).encode(), settings)
@@ -258,8 +274,9 @@ def stitched_frames(
     if length is None:
         raise RuntimeError("no segment reached the end of the video")
     if expected != window.window_count(length):
-        raise RuntimeError(f"segments hold {expected} windows, the video needs "
-                           f"{window.window_count(length)}")  # fmt: skip
+        raise RuntimeError(
+            f"segments hold {expected} windows, the video needs {window.window_count(length)}"
+        )
     held += aligner.finish()
     for index, depth in release():
         yield index, depth.numpy()

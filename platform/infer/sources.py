@@ -96,6 +96,9 @@ def _open_sequence(folder: str, config: InferConfig) -> ImageSequenceReader:
     data = read_bytes(sidecar, config.s3) if exists(sidecar, config.s3) else None
     fps = config.sequence_fps or sidecar_fps(data, sidecar)
     return ImageSequenceReader(
-        files, config.decode, name=folder, fps=fps,
+        files,
+        config.decode,
+        name=folder,
+        fps=fps,
         load=lambda uri: decode_image(read_bytes(uri, config.s3), uri),
-    )  # fmt: skip
+    )

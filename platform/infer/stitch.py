@@ -82,9 +82,12 @@ def stitch(
         load = segments.window_loader(config.output, video_id, plan, config.s3)
         with OpenedVideo(video, config) as reader:
             outputs = DepthOutputs(
-                commit.local, reader.info, config.outputs, metric=model["metric"],
+                commit.local,
+                reader.info,
+                config.outputs,
+                metric=model["metric"],
                 on_file_done=commit.upload,
-            )  # fmt: skip
+            )
             keep_rgb = config.outputs.side_by_side or config.outputs.ply  # PLY colours
             rgb = _frame_lookup(reader) if keep_rgb else None
             produced = write_depths(

@@ -140,9 +140,15 @@ class VideoDepthWorker:
         activity = self.activity.begin(f"stitch:{unit.video_id}")
         try:
             return stitch(
-                self.config, unit, count, model, self.node, cancelled.is_set, activity=activity,
+                self.config,
+                unit,
+                count,
+                model,
+                self.node,
+                cancelled.is_set,
+                activity=activity,
                 lease_owner=self.lease_owner,
-            )  # fmt: skip
+            )
         finally:
             self._cancelled.pop(unit.video_id, None)
             self.activity.end(activity.key)

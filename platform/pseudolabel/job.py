@@ -91,10 +91,13 @@ class TeacherLabeler:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = [
-            self.label_shard(int(batch["shard"][i]), [str(u) for u in batch["images"][i]],
-                             [str(n) for n in batch["names"][i]])
+            self.label_shard(
+                int(batch["shard"][i]),
+                [str(u) for u in batch["images"][i]],
+                [str(n) for n in batch["names"][i]],
+            )
             for i in range(len(batch["shard"]))
-        ]  # fmt: skip
+        ]
         return {"summary": [json.dumps(row) for row in rows]}
 
     def label_shard(self, shard: int, images: list[str], names: list[str]) -> dict[str, Any]:
@@ -111,10 +114,16 @@ class TeacherLabeler:
                 record = FrameRecord(rgb=rgb, depth=disparity, valid=np.isfinite(disparity))
                 rows.append(
                     encode_chunk(
-                        [record], 0, dataset=config.dataset, sequence=name, split="train",
-                        chunk=0, frame_format=config.frame_format, depth_encoding="f16",
+                        [record],
+                        0,
+                        dataset=config.dataset,
+                        sequence=name,
+                        split="train",
+                        chunk=0,
+                        frame_format=config.frame_format,
+                        depth_encoding="f16",
                     )
-                )  # fmt: skip
+                )
                 sizes.add(f"{rgb.shape[0]}x{rgb.shape[1]}")
             except (StorageError, ValueError) as error:
                 failed.append({"image": uri, "error": str(error)})
@@ -153,9 +162,13 @@ def run_pseudolabel(config: PseudoLabelConfig, progress=print) -> dict[str, Any]
         raise StorageError("two images map to the same sequence name; rename one")
     size = config.images_per_shard
     groups = [
-        {"shard": i, "images": images[i * size : (i + 1) * size], "names": names[i * size : (i + 1) * size]}
+        {
+            "shard": i,
+            "images": images[i * size : (i + 1) * size],
+            "names": names[i * size : (i + 1) * size],
+        }
         for i in range(math.ceil(len(images) / size))
-    ]  # fmt: skip
+    ]
     summaries: dict[int, dict[str, Any]] = {}
     for group in groups:  # a shard is done when its marker lists exactly its images
         try:

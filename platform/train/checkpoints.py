@@ -56,10 +56,13 @@ def latest_stored(storage_path: str, name: str, settings=None):
     except OSError:
         return None
     folders = sorted(
-        (i.path for i in infos if i.type == pafs.FileType.Directory
-         and i.base_name.startswith("checkpoint_")),
+        (
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")
+        ),
         reverse=True,
-    )  # fmt: skip
+    )
     for folder in folders:
         checkpoint = ray.train.Checkpoint(folder, filesystem=filesystem)
         try:

@@ -189,8 +189,9 @@ class HeadTrainer:
                 counts[index] += 1
                 return self._batches(shards[index], counts[index])
 
-            mix = SourceMix([s.name for s in sources], [s.weight for s in sources], new_pass,
-                            seed=config.seed)  # fmt: skip
+            mix = SourceMix(
+                [s.name for s in sources], [s.weight for s in sources], new_pass, seed=config.seed
+            )
         else:
             only = self._batches(shards[0])
         totals = {"loss": 0.0, "ssi": 0.0, "tgm": 0.0}
@@ -247,10 +248,13 @@ class HeadTrainer:
                 # a mid-epoch checkpoint is for resuming, never "best": the weights changed
                 # since the last validation, so it carries no score of its own
                 self.report(
-                    {"train_loss": float(terms["loss"].detach()), "val_abs_rel": NOT_VALIDATED,
-                     "validated": 0.0},
+                    {
+                        "train_loss": float(terms["loss"].detach()),
+                        "val_abs_rel": NOT_VALIDATED,
+                        "validated": 0.0,
+                    },
                     with_checkpoint=True,
-                )  # fmt: skip
+                )
         steps = max(steps, 1)
         summed = _all_sum([totals[k] for k in totals] + [steps], self.device)
         world_steps = summed[-1]

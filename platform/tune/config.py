@@ -38,9 +38,15 @@ from ..core.config import ConfigError, apply_overrides, build, read_config_data,
 # What each epoch's report carries (HeadTrainer.run); a metric outside this set
 # is a typo that would otherwise fail only after the first trial has trained.
 EPOCH_METRICS = (
-    "val_abs_rel", "val_delta1", "val_rmse", "val_tae", "train_loss", "train_ssi",
-    "train_tgm", "data_wait_frac",
-)  # fmt: skip
+    "val_abs_rel",
+    "val_delta1",
+    "val_rmse",
+    "val_tae",
+    "train_loss",
+    "train_ssi",
+    "train_tgm",
+    "data_wait_frac",
+)
 # Mid-epoch checkpoint reports (checkpoint_every_steps > 0) carry only these.
 STEP_METRICS = ("val_abs_rel", "train_loss")
 # What an eval-only trial reports (the overall numbers of `vda eval`).

@@ -160,11 +160,13 @@ def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
         client, tracking_uri, parent_id = parent.client, parent.tracking_uri, parent.run_id
         parent.log_params(
             {
-                "kind": "eval", "metric": sweep.metric, "mode": sweep.mode,
+                "kind": "eval",
+                "metric": sweep.metric,
+                "mode": sweep.mode,
                 **{f"space.{d.key}": d.describe() for d in dimensions},
                 **{f"base.{k}": v for k, v in flatten(sweep.eval).items()},
             },
-        )  # fmt: skip
+        )
         filesystem, storage_path = _storage(sweep.storage_path, base.s3)
         sweep_root = join(sweep.storage_path if filesystem else storage_path, sweep.name)
         context = EvalTrialContext(
@@ -198,10 +200,16 @@ def run_eval_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
             best_config = eval_trial_config(context.eval, best.sampled, name=best.name)
             files[BEST_CONFIG_FILE] = yaml.safe_dump(to_dict(best_config), sort_keys=False)
             files[BEST_TRIAL_FILE] = json.dumps(
-                {"trial_id": best.trial_id, "name": best.name, "metric": sweep.metric,
-                 "mode": sweep.mode, "value": best.value, "sampled": best.sampled},
+                {
+                    "trial_id": best.trial_id,
+                    "name": best.name,
+                    "metric": sweep.metric,
+                    "mode": sweep.mode,
+                    "value": best.value,
+                    "sampled": best.sampled,
+                },
                 indent=2,
-            )  # fmt: skip
+            )
         publish(sweep_root, files, base.s3, client, parent_id)
         return close_sweep(sweep, rows, best, sweep_root, client, parent_id, tracking_uri, resumed)
 

@@ -66,9 +66,14 @@ def table_columns(rows: list[TrialRow], metric: str) -> list[str]:
 
 def _cells(row: TrialRow, columns: list[str], metric: str) -> dict[str, Any]:
     values = {
-        "trial_id": row.trial_id, "status": row.status, "epochs": row.epochs,
-        "checkpoint": row.checkpoint, **row.sampled, **row.metrics, metric: row.value,
-    }  # fmt: skip
+        "trial_id": row.trial_id,
+        "status": row.status,
+        "epochs": row.epochs,
+        "checkpoint": row.checkpoint,
+        **row.sampled,
+        **row.metrics,
+        metric: row.value,
+    }
     return {c: values.get(c) for c in columns}
 
 

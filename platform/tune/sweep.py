@@ -128,12 +128,14 @@ def _search_alg(sweep: SweepConfig, concurrency: int):
 def _parent_run(sweep: SweepConfig, train: TrainConfig, dimensions: list[Dimension]):
     parent = open_parent_run(train.mlflow, sweep.name)
     params = {
-        "metric": sweep.metric, "mode": sweep.mode, "num_samples": sweep.num_samples,
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "num_samples": sweep.num_samples,
         **{f"scheduler.{k}": v for k, v in to_dict(sweep.scheduler).items()},
         "search.algorithm": sweep.search.algorithm,
         **{f"space.{d.key}": d.describe() for d in dimensions},
         **{f"base.{k}": v for k, v in flatten(sweep.train).items()},
-    }  # fmt: skip
+    }
     parent.log_params(params)
     return parent
 
@@ -279,14 +281,18 @@ def run_sweep(sweep: SweepConfig, progress=print) -> SweepResult:
                 )
             progress(f"sweep {sweep.name}: up to {concurrency} trial(s) at once")
             tuner = new_tuner(
-                sweep, trainable, dimensions, storage_path, filesystem, concurrency,
-                search_alg=_search_alg(sweep, concurrency), scheduler=_scheduler(sweep, base),
+                sweep,
+                trainable,
+                dimensions,
+                storage_path,
+                filesystem,
+                concurrency,
+                search_alg=_search_alg(sweep, concurrency),
+                scheduler=_scheduler(sweep, base),
                 callbacks=[_reaper(context, base.s3)],
-            )  # fmt: skip
+            )
         grid = tuner.fit()
-        rows = sort_rows(
-            [_row(sweep, result, base.s3) for result in grid], sweep.mode
-        )  # fmt: skip
+        rows = sort_rows([_row(sweep, result, base.s3) for result in grid], sweep.mode)
         _close_children(client, experiment_id, sweep, rows)
         best = next((r for r in rows if r.value is not None and math.isfinite(r.value)), None)
         _write_outputs(sweep, context, rows, best, base.s3, client, parent_id)
@@ -337,9 +343,10 @@ def _row(sweep: SweepConfig, result, settings: S3Settings) -> TrialRow:
 
 def _numeric(metrics: dict[str, Any]) -> list[str]:
     return [
-        k for k, v in metrics.items()
+        k
+        for k, v in metrics.items()
         if k.startswith(("val_", "train_")) and isinstance(v, (int, float))
-    ]  # fmt: skip
+    ]
 
 
 def _close_children(client, experiment_id: str, sweep: SweepConfig, rows: list[TrialRow]) -> None:

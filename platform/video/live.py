@@ -37,9 +37,20 @@ from .decode import DecodeOptions, VideoDecodeError, VideoInfo, VideoReader, out
 from .opener import open_video
 
 STREAM_SCHEMES = (
-    "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtp", "udp", "tcp", "srt", "rist", "mms",
-    "http", "https",
-)  # fmt: skip
+    "rtsp",
+    "rtsps",
+    "rtmp",
+    "rtmps",
+    "rtmpt",
+    "rtp",
+    "udp",
+    "tcp",
+    "srt",
+    "rist",
+    "mms",
+    "http",
+    "https",
+)
 NETWORK_TIMEOUT_US = 15_000_000  # a stream silent this long is over (FFmpeg's rw_timeout)
 
 
@@ -106,10 +117,18 @@ class _Camera:
         out_h, out_w = output_size(height, width, options.max_res)
         fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 30.0)
         self.info = VideoInfo(
-            name=f"camera{index}", width=out_w, height=out_h, source_width=width,
-            source_height=height, fps=fps, source_fps=fps, stride=1, rotation=0,
-            codec="camera", frame_count_hint=None,
-        )  # fmt: skip
+            name=f"camera{index}",
+            width=out_w,
+            height=out_h,
+            source_width=width,
+            source_height=height,
+            fps=fps,
+            source_fps=fps,
+            stride=1,
+            rotation=0,
+            codec="camera",
+            frame_count_hint=None,
+        )
         self._first = first
         self._max_len = options.max_len
 
@@ -156,9 +175,11 @@ class LiveSource:
         elif self.kind == "stream":
             try:
                 self._reader = VideoReader(
-                    source, options, name=self.display,
+                    source,
+                    options,
+                    name=self.display,
                     open_options={"rw_timeout": str(NETWORK_TIMEOUT_US)},
-                )  # fmt: skip
+                )
             except VideoDecodeError as error:  # FFmpeg's message repeats the URL as given
                 raise VideoDecodeError(str(error).replace(source, self.display)) from None
         else:

@@ -320,9 +320,12 @@ class DepthOutputs:
     def _sink(self, name: str, width: int | None = None) -> _Mp4Sink:
         if name not in self._sinks:
             self._sinks[name] = _Mp4Sink(
-                self.folder / name, width or self.info.width, self.info.height, self.info.fps,
+                self.folder / name,
+                width or self.info.width,
+                self.info.height,
+                self.info.fps,
                 preset=self.options.preview_preset,
-            )  # fmt: skip
+            )
         return self._sinks[name]
 
 

@@ -49,14 +49,35 @@ _APACHE, _NC = "Apache-2.0", "CC-BY-NC-4.0"
 RELEASED: dict[str, ReleasedWeights] = {
     weights.name: weights
     for weights in (
-        ReleasedWeights("vits", f"{_ORG}/Video-Depth-Anything-Small", "video_depth_anything_vits.pth", _APACHE),
-        ReleasedWeights("vitb", f"{_ORG}/Video-Depth-Anything-Base", "video_depth_anything_vitb.pth", _NC),
-        ReleasedWeights("vitl", f"{_ORG}/Video-Depth-Anything-Large", "video_depth_anything_vitl.pth", _NC),
-        ReleasedWeights("metric-vits", f"{_ORG}/Metric-Video-Depth-Anything-Small", "metric_video_depth_anything_vits.pth", _APACHE),
-        ReleasedWeights("metric-vitb", f"{_ORG}/Metric-Video-Depth-Anything-Base", "metric_video_depth_anything_vitb.pth", _NC),
-        ReleasedWeights("metric-vitl", f"{_ORG}/Metric-Video-Depth-Anything-Large", "metric_video_depth_anything_vitl.pth", _NC),
+        ReleasedWeights(
+            "vits", f"{_ORG}/Video-Depth-Anything-Small", "video_depth_anything_vits.pth", _APACHE
+        ),
+        ReleasedWeights(
+            "vitb", f"{_ORG}/Video-Depth-Anything-Base", "video_depth_anything_vitb.pth", _NC
+        ),
+        ReleasedWeights(
+            "vitl", f"{_ORG}/Video-Depth-Anything-Large", "video_depth_anything_vitl.pth", _NC
+        ),
+        ReleasedWeights(
+            "metric-vits",
+            f"{_ORG}/Metric-Video-Depth-Anything-Small",
+            "metric_video_depth_anything_vits.pth",
+            _APACHE,
+        ),
+        ReleasedWeights(
+            "metric-vitb",
+            f"{_ORG}/Metric-Video-Depth-Anything-Base",
+            "metric_video_depth_anything_vitb.pth",
+            _NC,
+        ),
+        ReleasedWeights(
+            "metric-vitl",
+            f"{_ORG}/Metric-Video-Depth-Anything-Large",
+            "metric_video_depth_anything_vitl.pth",
+            _NC,
+        ),
     )
-}  # fmt: skip
+}
 
 
 def is_release_name(reference: str) -> bool:
@@ -101,8 +122,9 @@ def fetch(name: str) -> str:
     except LocalEntryNotFoundError:
         raise _not_cached(weights, offline) from None
     except Exception as error:  # the Hub answered with an error (404, 401, ...)
-        raise StorageError(f"checkpoint {name}: the Hub refused {weights.filename}: "
-                           f"{_first_line(error)}") from None  # fmt: skip
+        raise StorageError(
+            f"checkpoint {name}: the Hub refused {weights.filename}: {_first_line(error)}"
+        ) from None
 
 
 def published_sha256(name: str) -> str:
@@ -123,8 +145,9 @@ def published_sha256(name: str) -> str:
     try:
         etag = get_hf_file_metadata(url, endpoint=_endpoint()).etag
     except Exception as error:
-        raise StorageError(f"checkpoint {name}: the Hub cannot be reached: "
-                           f"{_first_line(error)}") from None  # fmt: skip
+        raise StorageError(
+            f"checkpoint {name}: the Hub cannot be reached: {_first_line(error)}"
+        ) from None
     if not etag or len(etag) != 64:
         raise StorageError(f"checkpoint {name}: the Hub gave no sha256 for {weights.filename}")
     return etag

@@ -61,8 +61,13 @@ class BusyMeter:
             problems.append(f"torch.cuda.utilization: {type(error).__name__}: {error}")
         smi = shutil.which("nvidia-smi")
         if smi:
-            command = [smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                       "-i", uuid or str(index)]  # fmt: skip
+            command = [
+                smi,
+                "--query-gpu=utilization.gpu",
+                "--format=csv,noheader,nounits",
+                "-i",
+                uuid or str(index),
+            ]
 
             def read() -> float:
                 out = subprocess.run(command, capture_output=True, text=True, timeout=5)
@@ -199,8 +204,13 @@ def _bulk(
         "1 actor": {"num_actors": 1, "gpus_per_actor": 1.0 if cuda else 0.0},
         "2 actors": {"num_actors": 2, "gpus_per_actor": 0.5 if cuda else 0.0},
     }
-    figures: dict[str, Any] = {"bare_fps": bare_fps, "frames": total, "videos": videos,
-                               "precision": precision, "jobs": {}}  # fmt: skip
+    figures: dict[str, Any] = {
+        "bare_fps": bare_fps,
+        "frames": total,
+        "videos": videos,
+        "precision": precision,
+        "jobs": {},
+    }
     failures, parts = [], []
     with local_ray(device, root):
         for name, actors in variants.items():
@@ -217,11 +227,13 @@ def _bulk(
                     "checkpoint": str(checkpoint),
                     "input_size": input_size,
                     "actors": actors,
-                    "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db",
-                               "experiment": "gpu-check"},
+                    "mlflow": {
+                        "tracking_uri": f"sqlite:///{root}/mlflow.db",
+                        "experiment": "gpu-check",
+                    },
                     "progress_s": 3600,
                 },
-            )  # fmt: skip
+            )
             with BusyMeter() if cuda else contextlib.nullcontext() as meter:
                 result = run_infer(config, progress=print)  # progress lines go to the step's log
             running = result.scheduled_seconds - result.startup_seconds

@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout
 STEPS = ("engine", "latency", "online", "bulk", "train", "onnx")
 TOTAL_BUDGET_S = 480.0  # 8 minutes on one H200/H100-class GPU
 # Per-step limits; they add up to 460 s, under the budget, leaving the parent's own time.
-LIMITS_S = {"engine": 80.0, "latency": 110.0, "online": 35.0, "bulk": 65.0, "train": 110.0,
-            "onnx": 60.0}  # fmt: skip
+LIMITS_S = {
+    "engine": 80.0,
+    "latency": 110.0,
+    "online": 35.0,
+    "bulk": 65.0,
+    "train": 110.0,
+    "onnx": 60.0,
+}
 MIN_STEP_S = 10.0  # a step is not started with less left in the budget
 
 # Tolerances, as max |a - b| over the output range of the reference (`of_range`).
@@ -42,26 +48,45 @@ PAPER_VITS_MS = 7.5  # VDA-S, fp16, one A100 (the paper's latency table)
 # frames: what the CPU test runs). Two windows: frames 0-31, then 22-43 plus 10 padding
 # slots (44 frames), so the encoder cache and the padding lever both act.
 FULL: dict[str, dict[str, Any]] = {
-    "engine": {"size": "vits", "resolutions": ((518, 518), (518, 924)), "frames": 44,
-               "input_size": 518},
-    "latency": {"sizes": ("vits", "vitb", "vitl"), "side": 518, "frames": 99,
-                "compile_modes": (False, True)},
-    "online": {"size": "vits", "side": 518, "cpu_side": 266, "frames": 48,
-               "latency_frames": 200, "input_size": 518},
+    "engine": {
+        "size": "vits",
+        "resolutions": ((518, 518), (518, 924)),
+        "frames": 44,
+        "input_size": 518,
+    },
+    "latency": {
+        "sizes": ("vits", "vitb", "vitl"),
+        "side": 518,
+        "frames": 99,
+        "compile_modes": (False, True),
+    },
+    "online": {
+        "size": "vits",
+        "side": 518,
+        "cpu_side": 266,
+        "frames": 48,
+        "latency_frames": 200,
+        "input_size": 518,
+    },
     "bulk": {"size": "vits", "videos": 4, "frames": 100, "side": 518, "input_size": 518},
     "train": {"size": "vits", "height": 98, "width": 126, "steps": 4},
     "onnx": {"size": "vits", "side": 518, "frames": 44, "input_size": 518},
-}  # fmt: skip
+}
 TINY: dict[str, dict[str, Any]] = {
-    "engine": {"size": "tiny", "resolutions": ((42, 42), (42, 70)), "frames": 44,
-               "input_size": 42},
+    "engine": {"size": "tiny", "resolutions": ((42, 42), (42, 70)), "frames": 44, "input_size": 42},
     "latency": {"sizes": ("tiny",), "side": 42, "frames": 55, "compile_modes": (False,)},
-    "online": {"size": "tiny", "side": 42, "cpu_side": 28, "frames": 48,
-               "latency_frames": 20, "input_size": 42},
+    "online": {
+        "size": "tiny",
+        "side": 42,
+        "cpu_side": 28,
+        "frames": 48,
+        "latency_frames": 20,
+        "input_size": 42,
+    },
     "bulk": {"size": "tiny", "videos": 2, "frames": 40, "side": 42, "input_size": 42},
     "train": {"size": "tiny", "height": 28, "width": 42, "steps": 3},
     "onnx": {"size": "tiny", "side": 42, "frames": 44, "input_size": 42},
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -139,9 +164,15 @@ def strict_fp32() -> Iterator[None]:
 
 
 def _engine_depth(
-    master, device: str, precision: str, speed, frames: int, height: int, width: int,
+    master,
+    device: str,
+    precision: str,
+    speed,
+    frames: int,
+    height: int,
+    width: int,
     input_size: int,
-) -> tuple[Any, float, int]:  # fmt: skip
+) -> tuple[Any, float, int]:
     """(depth of every frame, seconds, frames encoded) of a fresh engine on a copy of
     `master` (an engine takes its model over: device, channels-last head)."""
     from vda.model.inference import InferenceConfig, StreamingDepthEngine

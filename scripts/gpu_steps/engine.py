@@ -57,11 +57,14 @@ def check_engine(
     if cuda:  # CUDA context, cuDNN heuristics: paid once, before anything is timed
         _engine_depth(master, device, "fp16", SpeedOptions(), window.length, 56, 56, 56)
     figures: dict[str, Any] = {
-        "size": size, "frames": frames, "windows": windows, "device": device,
+        "size": size,
+        "frames": frames,
+        "windows": windows,
+        "device": device,
         "tolerances": {"fp32": FP32_TOLERANCE, "fp16": FP16_TOLERANCE, "bf16": BF16_TOLERANCE},
         "precisions": {p: precision_used(p, device) for p in ("fp32", "fp16", "bf16")},
         "resolutions": {},
-    }  # fmt: skip
+    }
     failures: list[str] = []
     parts = []
     for height, width in resolutions:
@@ -163,9 +166,13 @@ def check_latency(
 
     cuda = _is_cuda(device)
     figures: dict[str, Any] = {
-        "side": side, "frames": frames, "precision": precision_used(precision, device),
-        "runs": {}, "paper_vits_ms": PAPER_VITS_MS, "not_run": [],
-    }  # fmt: skip
+        "side": side,
+        "frames": frames,
+        "precision": precision_used(precision, device),
+        "runs": {},
+        "paper_vits_ms": PAPER_VITS_MS,
+        "not_run": [],
+    }
     models = {}
     depths: dict[tuple[str, bool], Any] = {}
     failures = []
@@ -176,8 +183,10 @@ def check_latency(
             left = deadline - time.monotonic() if deadline is not None else math.inf
             if compiled and last_compile_s and left < 1.5 * last_compile_s:
                 figures["not_run"].append(name)
-                note(f"{name}: not run, {left:.0f} s left and the last compile took "
-                     f"{last_compile_s:.0f} s")  # fmt: skip
+                note(
+                    f"{name}: not run, {left:.0f} s left and the last compile took "
+                    f"{last_compile_s:.0f} s"
+                )
                 continue
             if size not in models:
                 models[size] = accuracy_model(size)
@@ -230,12 +239,18 @@ def check_latency(
     summary = (
         f"{side}x{side}, {figures['precision']}, windows of 32, {frames} frames, ms/frame: "
         f"{', '.join(parts)}; peak {'GPU memory' if cuda else 'RSS'} {peak:.0f} MiB"
-        + (f"; VDA-S vs the paper's {PAPER_VITS_MS} ms (fp16, A100): {', '.join(paper)}"
-           if paper else "")
-        + (f"; not run for the time limit: {', '.join(figures['not_run'])}"
-           if figures["not_run"] else "")
+        + (
+            f"; VDA-S vs the paper's {PAPER_VITS_MS} ms (fp16, A100): {', '.join(paper)}"
+            if paper
+            else ""
+        )
+        + (
+            f"; not run for the time limit: {', '.join(figures['not_run'])}"
+            if figures["not_run"]
+            else ""
+        )
         + (f"; failed: {', '.join(failures)}" if failures else "")
-    )  # fmt: skip
+    )
     return Outcome("FAIL" if failures else "PASS", summary, figures)
 
 

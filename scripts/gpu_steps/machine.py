@@ -24,8 +24,10 @@ def driver_version() -> str:
         with contextlib.suppress(Exception):
             out = subprocess.run(
                 [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=10,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip().splitlines()[0]
     return "none (no NVIDIA driver found)"

@@ -63,12 +63,17 @@ def check_online(
     _, seconds = _online_depths(master, device, "fp16", latency_frames, side, input_size)
     steady = seconds[10:] * 1000
     figures: dict[str, Any] = {
-        "size": size, "frames": frames, "side": side, "cpu_side": cpu_side,
-        "fp32_vs_cpu": of_range(small, cpu), "fp16_vs_fp32": of_range(fp16, fp32),
+        "size": size,
+        "frames": frames,
+        "side": side,
+        "cpu_side": cpu_side,
+        "fp32_vs_cpu": of_range(small, cpu),
+        "fp16_vs_fp32": of_range(fp16, fp32),
         "latency_p50_ms": float(np.percentile(steady, 50)),
         "latency_p95_ms": float(np.percentile(steady, 95)),
-        "first_frame_ms": float(seconds[0] * 1000), "latency_frames": latency_frames,
-    }  # fmt: skip
+        "first_frame_ms": float(seconds[0] * 1000),
+        "latency_frames": latency_frames,
+    }
     failures = []
     for key, tolerance in (("fp32_vs_cpu", FP32_TOLERANCE), ("fp16_vs_fp32", FP16_TOLERANCE)):
         if not figures[key] <= tolerance:  # NaN fails too

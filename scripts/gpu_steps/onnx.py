@@ -72,17 +72,23 @@ def _onnx(device: str, size: str, side: int, frames: int, input_size: int, root:
     diff = of_range(onnx_run.depth, torch_run.depth)
     providers = network.providers
     failures = []
-    if _is_cuda(device) and providers[0] not in ("CUDAExecutionProvider",
-                                                  "TensorrtExecutionProvider"):  # fmt: skip
+    if _is_cuda(device) and providers[0] not in (
+        "CUDAExecutionProvider",
+        "TensorrtExecutionProvider",
+    ):
         failures.append(f"ONNX Runtime ran on {providers[0]}, not on the GPU")
     if not diff <= ONNX_TOLERANCE:
         failures.append(f"ONNX vs PyTorch {diff:.1e} > {ONNX_TOLERANCE:.0e} of range")
     figures = {
-        "providers": providers, "export_s": export_s, "export_checks": export.checks,
-        "onnx_fps": onnx_run.fps, "torch_fps": torch_run.fps,
-        "ratio": onnx_run.fps / torch_run.fps, "max_diff_of_range": diff,
+        "providers": providers,
+        "export_s": export_s,
+        "export_checks": export.checks,
+        "onnx_fps": onnx_run.fps,
+        "torch_fps": torch_run.fps,
+        "ratio": onnx_run.fps / torch_run.fps,
+        "max_diff_of_range": diff,
         "tolerance": ONNX_TOLERANCE,
-    }  # fmt: skip
+    }
     summary = (
         f"{size} {side}x{side}, {frames} frames, fp32: ONNX Runtime ({providers[0]}) "
         f"{onnx_run.fps:.1f} frames/s vs PyTorch on {device} {torch_run.fps:.1f} frames/s "

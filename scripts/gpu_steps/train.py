@@ -36,9 +36,19 @@ def check_train(
         return _train(device, size, height, width, steps, root, trainer)
 
 
-def _train_config(root: Path, data: str, name: str, size: str, height: int, width: int,
-                  steps: int, workers: int, cuda: bool, epochs: int,
-                  gpu_share: float | None = None) -> TrainConfig:  # fmt: skip
+def _train_config(
+    root: Path,
+    data: str,
+    name: str,
+    size: str,
+    height: int,
+    width: int,
+    steps: int,
+    workers: int,
+    cuda: bool,
+    epochs: int,
+    gpu_share: float | None = None,
+) -> TrainConfig:
     from vda.platform.core.config import build
     from vda.platform.train.config import TrainConfig
 
@@ -50,8 +60,12 @@ def _train_config(root: Path, data: str, name: str, size: str, height: int, widt
             "model": {"size": size},
             "data": {
                 "train": data,
-                "clip": {"clip_len": 4, "batch_size": 2, "windows_per_chunk": 6,
-                         "augment": {"height": height, "width": width, "max_scale": 1.2}},
+                "clip": {
+                    "clip_len": 4,
+                    "batch_size": 2,
+                    "windows_per_chunk": 6,
+                    "augment": {"height": height, "width": width, "max_scale": 1.2},
+                },
                 "val_clips": 2,
             },
             "optim": {"lr": 1e-3, "warmup_steps": 1},
@@ -64,7 +78,7 @@ def _train_config(root: Path, data: str, name: str, size: str, height: int, widt
             "precision": "bf16",  # autocast on CUDA; the loop computes fp32 on CPU
             "mlflow": {"tracking_uri": f"sqlite:///{root}/mlflow.db", "experiment": "gpu-check"},
         },
-    )  # fmt: skip
+    )
 
 
 def _train(
@@ -110,8 +124,10 @@ def _train(
             except Exception as error:
                 if trainer == "scaled" or not share:
                     raise
-                notes.append(f"2 ranks on one GPU refused ({first_line(error)}): fell back to "
-                             "1 worker through the driver, so no ranks' weights to compare")  # fmt: skip
+                notes.append(
+                    f"2 ranks on one GPU refused ({first_line(error)}): fell back to "
+                    "1 worker through the driver, so no ranks' weights to compare"
+                )
                 note(notes[-1])
                 scaled, share, workers = False, None, 1
         if first is None:
@@ -143,12 +159,19 @@ def _train(
     )
     layout += " (training driver)"
     figures = {
-        "backend": backend, "workers": workers, "gpu_share": share, "gpus": gpus,
+        "backend": backend,
+        "workers": workers,
+        "gpu_share": share,
+        "gpus": gpus,
         "trainer": "scaled" if scaled else "driver",
-        "precision": "bf16" if cuda else "fp32", "losses": losses, "weight_spread": spreads,
-        "checkpoint": first.checkpoint_path, "resumed_checkpoint": second.checkpoint_path,
-        "steps_logged": logged, "notes": notes,
-    }  # fmt: skip
+        "precision": "bf16" if cuda else "fp32",
+        "losses": losses,
+        "weight_spread": spreads,
+        "checkpoint": first.checkpoint_path,
+        "resumed_checkpoint": second.checkpoint_path,
+        "steps_logged": logged,
+        "notes": notes,
+    }
     summary = (
         f"{size}, {layout}, {backend}, {mode}: {steps} steps then {steps} more resumed from "
         f"the checkpoint; losses "

@@ -68,10 +68,19 @@ def test_a_step_past_its_limit_is_a_timeout_and_leaves_no_process(gpu_check, tmp
     """8 s: Ray is up, the training runs are not done. The step is ended with every process
     of its session (Ray's workers make process groups of their own), and the exit is 1."""
     out = _script(
-        "--device", "cpu", "--tiny", "--steps", "train", "--limit", "train=8",
-        "--json", str(tmp_path / "report.json"), "--log-dir", str(tmp_path / "logs"),
+        "--device",
+        "cpu",
+        "--tiny",
+        "--steps",
+        "train",
+        "--limit",
+        "train=8",
+        "--json",
+        str(tmp_path / "report.json"),
+        "--log-dir",
+        str(tmp_path / "logs"),
         timeout=120,
-    )  # fmt: skip
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "[TIMEOUT] train" in out.stdout and "limit" in out.stdout
     (record,) = json.loads((tmp_path / "report.json").read_text())["steps"]
@@ -154,9 +163,18 @@ def test_the_training_step_builds_valid_configs_for_cpu_and_gpu(gpu_check, tmp_p
 def test_bulk_step_on_cpu_through_the_script(tmp_path):
     """`vda infer` with one actor, then two, on a local archive (Ray started by the step)."""
     out = _script(
-        "--device", "cpu", "--tiny", "--steps", "bulk", "--limit", "bulk=300",
-        "--json", str(tmp_path / "report.json"), "--log-dir", str(tmp_path / "logs"),
-    )  # fmt: skip
+        "--device",
+        "cpu",
+        "--tiny",
+        "--steps",
+        "bulk",
+        "--limit",
+        "bulk=300",
+        "--json",
+        str(tmp_path / "report.json"),
+        "--log-dir",
+        str(tmp_path / "logs"),
+    )
     assert out.returncode == 0, out.stdout + (tmp_path / "logs" / "bulk.log").read_text()[-3000:]
     (record,) = json.loads((tmp_path / "report.json").read_text())["steps"]
     assert record["status"] == "PASS" and "[PASS] bulk" in out.stdout
@@ -174,9 +192,18 @@ def test_bulk_step_on_cpu_through_the_script(tmp_path):
 def test_training_step_on_cpu_through_the_script(tmp_path):
     """Two gloo workers, a checkpoint, a resumed rerun: losses finite, ranks identical."""
     out = _script(
-        "--device", "cpu", "--tiny", "--steps", "train", "--limit", "train=540",
-        "--json", str(tmp_path / "report.json"), "--log-dir", str(tmp_path / "logs"),
-    )  # fmt: skip
+        "--device",
+        "cpu",
+        "--tiny",
+        "--steps",
+        "train",
+        "--limit",
+        "train=540",
+        "--json",
+        str(tmp_path / "report.json"),
+        "--log-dir",
+        str(tmp_path / "logs"),
+    )
     assert out.returncode == 0, out.stdout + (tmp_path / "logs" / "train.log").read_text()[-3000:]
     (record,) = json.loads((tmp_path / "report.json").read_text())["steps"]
     figures = record["figures"]
@@ -196,9 +223,13 @@ def test_training_with_a_gpu_fraction_per_worker_runs_the_same_code_on_cpu(tmp_p
         "**gpu_check.TINY['train']); print(json.dumps(dataclasses.asdict(o)))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-        timeout=600, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
-    )  # fmt: skip
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     outcome = json.loads(out.stdout.strip().splitlines()[-1])
     figures = outcome["figures"]

@@ -11,11 +11,31 @@ def test_inference_bench_reports_speed_and_memory_ratios(tmp_path, capsys):
     report_path = tmp_path / "bench.json"
     code = main(
         [
-            "bench", "inference", "--size", "tiny", "--frames", "40", "--height", "28",
-            "--width", "42", "--input-size", "28", "--short-frames", "20", "--long-frames", "60",
-            "--memory-size", "28", "--levers-frames", "33", "--compile", "--json", str(report_path),
+            "bench",
+            "inference",
+            "--size",
+            "tiny",
+            "--frames",
+            "40",
+            "--height",
+            "28",
+            "--width",
+            "42",
+            "--input-size",
+            "28",
+            "--short-frames",
+            "20",
+            "--long-frames",
+            "60",
+            "--memory-size",
+            "28",
+            "--levers-frames",
+            "33",
+            "--compile",
+            "--json",
+            str(report_path),
         ]
-    )  # fmt: skip
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert printed.startswith("machine: ")
@@ -39,11 +59,24 @@ def test_inference_bench_compares_onnx_runtime_with_pytorch(tmp_path, capsys):
     report_path = tmp_path / "bench.json"
     code = main(
         [
-            "bench", "inference", "--engine", "onnx", "--size", "tiny", "--height", "28",
-            "--width", "42", "--input-size", "28", "--levers-frames", "40",
-            "--json", str(report_path),
+            "bench",
+            "inference",
+            "--engine",
+            "onnx",
+            "--size",
+            "tiny",
+            "--height",
+            "28",
+            "--width",
+            "42",
+            "--input-size",
+            "28",
+            "--levers-frames",
+            "40",
+            "--json",
+            str(report_path),
         ]
-    )  # fmt: skip
+    )
     assert code == 0
     assert "ONNX Runtime" in capsys.readouterr().out
     onnx = json.loads(report_path.read_text())["onnx"]
@@ -56,10 +89,23 @@ def test_inference_bench_compares_online_with_offline(tmp_path, capsys):
     report_path = tmp_path / "bench.json"
     code = main(
         [
-            "bench", "inference", "--online", "--size", "tiny", "--frames", "40", "--height",
-            "28", "--width", "42", "--input-size", "28", "--json", str(report_path),
+            "bench",
+            "inference",
+            "--online",
+            "--size",
+            "tiny",
+            "--frames",
+            "40",
+            "--height",
+            "28",
+            "--width",
+            "42",
+            "--input-size",
+            "28",
+            "--json",
+            str(report_path),
         ]
-    )  # fmt: skip
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert printed.startswith("machine: ") and "online vs offline (tiny, 40 frames" in printed

@@ -29,11 +29,21 @@ def test_depth_job_writes_every_output_format(tmp_path, checkpoint):
     out = tmp_path / "out"
     code = main(
         [
-            "depth", str(video), "--checkpoint", str(checkpoint), "-o", str(out),
-            "--input-size", "28", "--chunk-frames", "16",
-            "--png16", "--grayscale", "--side-by-side",
+            "depth",
+            str(video),
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(out),
+            "--input-size",
+            "28",
+            "--chunk-frames",
+            "16",
+            "--png16",
+            "--grayscale",
+            "--side-by-side",
         ]
-    )  # fmt: skip
+    )
     assert code == 0
     folder = out / "clip"
     meta = json.loads((folder / "metadata.json").read_text())
@@ -88,9 +98,19 @@ def test_depth_job_reports_a_broken_video_and_finishes_the_rest(tmp_path, checkp
     bad.write_text("not a video")
     out = tmp_path / "out"
     code = main(
-        ["depth", str(bad), str(good), "--checkpoint", str(checkpoint), "-o", str(out),
-         "--input-size", "28", "--no-preview"]
-    )  # fmt: skip
+        [
+            "depth",
+            str(bad),
+            str(good),
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(out),
+            "--input-size",
+            "28",
+            "--no-preview",
+        ]
+    )
     assert code == 1
     assert "broken.mp4: FAILED: cannot open video" in capsys.readouterr().err
     assert (out / "good" / "depth.npz").exists()

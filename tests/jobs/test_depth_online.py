@@ -58,9 +58,20 @@ def test_online_job_on_a_file_gives_every_frame_and_reports_latency(
 ):
     out = tmp_path / "out"
     code = main(
-        ["depth", "--online", str(clip), "--checkpoint", str(checkpoint), "-o", str(out),
-         "--input-size", "28", "--depth-dtype", "float32"]
-    )  # fmt: skip
+        [
+            "depth",
+            "--online",
+            str(clip),
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(out),
+            "--input-size",
+            "28",
+            "--depth-dtype",
+            "float32",
+        ]
+    )
     assert code == 0
     meta, depth, index = read_depths(out / "clip")
     assert meta["mode"] == "online" and meta["metadata_version"] == 3
@@ -79,9 +90,20 @@ def test_realtime_file_drops_the_oldest_frames_not_the_newest(tmp_path, checkpoi
     video = write_mp4v(tmp_path / "fast.mp4", moving_frames(FRAMES, 28, 42), fps=400)
     out = tmp_path / "out"
     code = main(
-        ["depth", "--online", str(video), "--realtime", "--checkpoint", str(checkpoint),
-         "-o", str(out), "--input-size", "28", "--no-preview"]
-    )  # fmt: skip
+        [
+            "depth",
+            "--online",
+            str(video),
+            "--realtime",
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(out),
+            "--input-size",
+            "28",
+            "--no-preview",
+        ]
+    )
     assert code == 0
     meta, _, index = read_depths(out / "fast")
     online = meta["online"]
@@ -126,9 +148,21 @@ def test_stream_credentials_stay_out_of_outputs_and_messages(
     out = tmp_path / "out"
     url = f"http://viewer:s3cr3t@{http_server}/clip.mp4"
     code = main(
-        ["depth", "--online", url, "--checkpoint", str(checkpoint), "-o", str(out),
-         "--input-size", "28", "--max-len", "5", "--no-preview"]
-    )  # fmt: skip
+        [
+            "depth",
+            "--online",
+            url,
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(out),
+            "--input-size",
+            "28",
+            "--max-len",
+            "5",
+            "--no-preview",
+        ]
+    )
     assert code == 0
     meta = (out / "127-0-0-1_clip" / "metadata.json").read_text()
     assert "s3cr3t" not in meta and "viewer:" not in meta
@@ -180,9 +214,19 @@ def test_ctrl_c_ends_a_live_run_with_its_outputs_closed(tmp_path, checkpoint, mo
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main(
-        ["depth", "--online", str(video), "--realtime", "--checkpoint", str(checkpoint),
-             "-o", str(tmp_path / "out"), "--input-size", "28"]
-        )  # fmt: skip
+            [
+                "depth",
+                "--online",
+                str(video),
+                "--realtime",
+                "--checkpoint",
+                str(checkpoint),
+                "-o",
+                str(tmp_path / "out"),
+                "--input-size",
+                "28",
+            ]
+        )
         restored = signal.getsignal(signal.SIGINT)
     finally:
         signal.signal(signal.SIGINT, before)
@@ -197,9 +241,16 @@ def test_a_taken_preview_port_is_a_one_line_error(checkpoint, capsys):
 
     with MjpegPreview(port=0) as taken:
         code = main(
-            ["depth", "--online", "0", "--checkpoint", str(checkpoint),
-             "--serve-preview", f"127.0.0.1:{taken.port}"]
-        )  # fmt: skip
+            [
+                "depth",
+                "--online",
+                "0",
+                "--checkpoint",
+                str(checkpoint),
+                "--serve-preview",
+                f"127.0.0.1:{taken.port}",
+            ]
+        )
     assert code == 2
     error = capsys.readouterr().err
     assert "cannot serve the preview" in error and "Traceback" not in error

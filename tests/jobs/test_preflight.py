@@ -65,9 +65,19 @@ def test_a_job_submitted_to_a_head_started_without_pyav_fails_with_that_line(
     try:
         wait_for_port(dashboard, head, timeout=90)
         code = main(
-            ["submit", "--address", f"http://127.0.0.1:{dashboard}", "infer", "--input",
-             str(tmp_path), "--output", str(tmp_path / "out"), "--checkpoint", "x.pth"]
-        )  # fmt: skip
+            [
+                "submit",
+                "--address",
+                f"http://127.0.0.1:{dashboard}",
+                "infer",
+                "--input",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "out"),
+                "--checkpoint",
+                "x.pth",
+            ]
+        )
         printed = capsys.readouterr().out
         assert code != 0 and "FAILED" in printed
         assert "cannot import av:" in printed and "ModuleNotFoundError" not in printed

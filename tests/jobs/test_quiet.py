@@ -34,17 +34,26 @@ def test_a_bulk_job_by_weight_name_prints_only_its_own_lines_and_writes_nothing_
     weights = io.BytesIO()
     torch.save(official_state_dict(tiny_model(seed=3)), weights)
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith(("RAY_", "VDA_", "MLFLOW_"))
-    }  # fmt: skip
+    }
     temp = Path(tempfile.mkdtemp(prefix="q", dir="/tmp"))  # short: Ray's socket paths live here
     env.update(HOME=str(home), TMPDIR=str(temp), RAY_USAGE_STATS_ENABLED="0")
     env.update(HF_HOME=str(tmp_path / "hf"))  # where a cluster node's cache would be
     command = [
-        str(Path(sys.executable).parent / "vda"), "infer", "--input", "videos",
-        "--output", "depth", "--checkpoint", "vitl", "input_size=28",
-        "actors.num_actors=1", "mlflow.experiment=quiet",
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "vda"),
+        "infer",
+        "--input",
+        "videos",
+        "--output",
+        "depth",
+        "--checkpoint",
+        "vitl",
+        "input_size=28",
+        "actors.num_actors=1",
+        "mlflow.experiment=quiet",
+    ]
     with HubServer() as hub:
         hub.files[(release.repo_id, release.filename)] = weights.getvalue()
         env["HF_ENDPOINT"] = hub.url

@@ -30,8 +30,9 @@ def test_accumulated_fit_equals_one_shot_least_squares_and_the_valid_pixels_alon
     design = np.stack([p[valid], np.ones(int(valid.sum()))], axis=1)
     expected, *_ = np.linalg.lstsq(design, t[valid], rcond=None)
     assert fit.solve() == pytest.approx(tuple(expected), abs=1e-10)
-    assert fit_affine(torch.from_numpy(p), torch.from_numpy(t_outside), torch.from_numpy(valid)) \
-        == pytest.approx(tuple(expected), abs=1e-10)  # fmt: skip
+    assert fit_affine(
+        torch.from_numpy(p), torch.from_numpy(t_outside), torch.from_numpy(valid)
+    ) == pytest.approx(tuple(expected), abs=1e-10)
 
 
 def test_the_batched_differentiable_fit_equals_the_float64_fit_per_clip():

@@ -74,19 +74,40 @@ def test_export_and_depth_jobs_with_the_onnx_engine(tmp_path, capsys):
     save_checkpoint(tiny_model(seed=44), checkpoint)
     onnx_path = tmp_path / "tiny.onnx"
     code = main(
-        ["export", "--checkpoint", str(checkpoint), "-o", str(onnx_path), "--height", "28",
-         "--width", "42"]
-    )  # fmt: skip
+        [
+            "export",
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(onnx_path),
+            "--height",
+            "28",
+            "--width",
+            "42",
+        ]
+    )
     assert code == 0 and "checked tiny.head.onnx at 28x42" in capsys.readouterr().out
     video = write_mp4v(tmp_path / "clip.mp4", moving_frames(40, 28, 42), fps=12)
     outputs = {}
     for engine in ("torch", "onnx"):
         weights = onnx_path if engine == "onnx" else checkpoint
         code = main(
-            ["depth", str(video), "--checkpoint", str(weights), "--engine", engine, "-o",
-             str(tmp_path / engine), "--input-size", "28", "--depth-dtype", "float32",
-             "--no-preview"]
-        )  # fmt: skip
+            [
+                "depth",
+                str(video),
+                "--checkpoint",
+                str(weights),
+                "--engine",
+                engine,
+                "-o",
+                str(tmp_path / engine),
+                "--input-size",
+                "28",
+                "--depth-dtype",
+                "float32",
+                "--no-preview",
+            ]
+        )
         assert code == 0
         folder = tmp_path / engine / "clip"
         outputs[engine] = np.load(folder / "depth.npz")["depth"]

@@ -56,9 +56,14 @@ def test_preprocess_is_bit_identical_to_the_official_arithmetic(height, width):
     std = np.asarray((0.229, 0.224, 0.225), dtype=np.float32)
     expected = np.stack(
         [
-            (cv2.resize(f.astype(np.float32) / 255.0, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
-             - mean) / std
+            (
+                cv2.resize(
+                    f.astype(np.float32) / 255.0, (out_w, out_h), interpolation=cv2.INTER_CUBIC
+                )
+                - mean
+            )
+            / std
             for f in frames
         ]
-    ).transpose(0, 3, 1, 2)  # fmt: skip
+    ).transpose(0, 3, 1, 2)
     assert out.is_contiguous() and np.array_equal(out.numpy(), expected)

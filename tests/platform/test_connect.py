@@ -24,10 +24,19 @@ def job(tmp_path_factory):
     write_mp4v(root / "videos" / "v.mp4", moving_frames(4, 28, 42, seed=1), fps=10)
     save_checkpoint(tiny_model(seed=2), root / "tiny.ckpt")
     return [
-        sys.executable, "-m", "vda.jobs.cli", "infer", "--input", str(root / "videos"),
-        "--output", str(root / "out"), "--checkpoint", str(root / "tiny.ckpt"),
-        "input_size=28", f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vda.jobs.cli",
+        "infer",
+        "--input",
+        str(root / "videos"),
+        "--output",
+        str(root / "out"),
+        "--checkpoint",
+        str(root / "tiny.ckpt"),
+        "input_size=28",
+        f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
+    ]
 
 
 def _run(command, env) -> tuple[subprocess.CompletedProcess, float]:

@@ -48,15 +48,28 @@ def test_ground_truth_fed_back_scores_perfectly_and_bad_sequences_are_recorded(
     depth, valid = truth.depth, truth.valid
     disparity = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0)
     (tmp_path / "out" / good).mkdir(parents=True)
-    np.savez_compressed(tmp_path / "out" / good / "depth.npz",
-                        depth=(2 * disparity + 0.25).astype(np.float32),
-                        frame_index=np.arange(len(depth)))  # fmt: skip
+    np.savez_compressed(
+        tmp_path / "out" / good / "depth.npz",
+        depth=(2 * disparity + 0.25).astype(np.float32),
+        frame_index=np.arange(len(depth)),
+    )
     (tmp_path / "out" / corrupt).mkdir()
     (tmp_path / "out" / corrupt / "depth.npz").write_bytes(b"not a zip file")
     mlflow_uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code = main(["eval", "--outputs", str(tmp_path / "out"), "--dataset", heldout,
-                 "--report", str(tmp_path / "reports"), "--name", "known",
-                 f"mlflow.tracking_uri={mlflow_uri}"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--outputs",
+            str(tmp_path / "out"),
+            "--dataset",
+            heldout,
+            "--report",
+            str(tmp_path / "reports"),
+            "--name",
+            "known",
+            f"mlflow.tracking_uri={mlflow_uri}",
+        ]
+    )
     assert code == 1  # a sequence failed: the exit status says so, the report holds the rest
     report = json.loads((tmp_path / "reports/known/report.json").read_text())
     overall = report["modes"]["outputs"]["overall"]
@@ -120,8 +133,17 @@ def test_checkpoint_runs_under_each_strategy_side_by_side(tmp_path, heldout):
 
 def test_unreadable_checkpoint_is_one_clear_error(tmp_path, heldout, capsys):
     (tmp_path / "broken.pt").write_bytes(b"garbage")
-    code = main(["eval", "--checkpoint", str(tmp_path / "broken.pt"), "--dataset", heldout,
-                 "--report", str(tmp_path / "r")])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(tmp_path / "broken.pt"),
+            "--dataset",
+            heldout,
+            "--report",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "r").exists()

@@ -38,20 +38,27 @@ def small_set(tmp_path_factory, ray_cluster):
     data = tmp_path_factory.mktemp("official") / "data"
     prepare(
         PrepareConfig(
-            dst=str(data), dataset="kitti", chunk_frames=16,
+            dst=str(data),
+            dataset="kitti",
+            chunk_frames=16,
             synthetic=SyntheticOptions(sequences=2, frames=12, height=28, width=42, seed=5),
         ),
         progress=lambda _: None,
-    )  # fmt: skip
+    )
     return str(data)
 
 
 def _config(tmp_path, dataset, **extra):
-    return build(EvalConfig, {
-        "dataset": dataset, "report": str(tmp_path / "reports"),
-        "inference": {"input_size": 28},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}, **extra,
-    })  # fmt: skip
+    return build(
+        EvalConfig,
+        {
+            "dataset": dataset,
+            "report": str(tmp_path / "reports"),
+            "inference": {"input_size": 28},
+            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
+            **extra,
+        },
+    )
 
 
 def test_official_weights_of_another_size_eval_and_metric_files_are_scored_as_metric(
@@ -61,10 +68,15 @@ def test_official_weights_of_another_size_eval_and_metric_files_are_scored_as_me
     vits = randomize(VideoDepthAnything(ModelConfig(size="vits")), seed=1)
     torch.save(official_state_dict(vits), tmp_path / "video_depth_anything_vits.pth")
     report = run_eval(
-        _config(tmp_path, small_set, name="vits", strategies=["keyframes"],
-                checkpoint=str(tmp_path / "video_depth_anything_vits.pth")),
+        _config(
+            tmp_path,
+            small_set,
+            name="vits",
+            strategies=["keyframes"],
+            checkpoint=str(tmp_path / "video_depth_anything_vits.pth"),
+        ),
         progress=lambda _: None,
-    )  # fmt: skip
+    )
     assert not report.failed and set(report.modes) == {"keyframes"}
     assert report.modes["keyframes"]["overall"]["sequences"] == 2
 
@@ -73,10 +85,15 @@ def test_official_weights_of_another_size_eval_and_metric_files_are_scored_as_me
         official_state_dict(tiny_model(seed=2)), tmp_path / "metric_video_depth_anything_vits.pth"
     )
     metric = run_eval(
-        _config(tmp_path, small_set, name="metric", strategies=["keyframes"],
-                checkpoint=str(tmp_path / "metric_video_depth_anything_vits.pth")),
+        _config(
+            tmp_path,
+            small_set,
+            name="metric",
+            strategies=["keyframes"],
+            checkpoint=str(tmp_path / "metric_video_depth_anything_vits.pth"),
+        ),
         progress=lambda _: None,
-    )  # fmt: skip
+    )
     assert set(metric.modes) == {"keyframes/metric", "keyframes/aligned"}
     for values in metric.modes["keyframes/metric"]["sequences"].values():
         assert (values["scale"], values["shift"]) == (1.0, 0.0)
@@ -89,15 +106,22 @@ def test_official_weights_of_another_size_eval_and_metric_files_are_scored_as_me
 def test_image_model_baseline_is_the_dav2_head_beside_the_video_head_at_t1(tmp_path, small_set):
     video = tiny_model(seed=4)  # randomised: the temporal modules are not identities
     save_checkpoint(video, tmp_path / "video.pt")
-    image = {k.replace("head.", "depth_head.", 1) if k.startswith("head.") else k: v
-             for k, v in official_state_dict(video).items()
-             if not k.startswith("head.motion_modules.")}  # fmt: skip
+    image = {
+        k.replace("head.", "depth_head.", 1) if k.startswith("head.") else k: v
+        for k, v in official_state_dict(video).items()
+        if not k.startswith("head.motion_modules.")
+    }
     torch.save(image, tmp_path / "depth_anything_v2_vits.pth")
     report = run_eval(
-        _config(tmp_path, small_set, name="baselines", checkpoint=str(tmp_path / "video.pt"),
-                image_model=str(tmp_path / "depth_anything_v2_vits.pth")),
+        _config(
+            tmp_path,
+            small_set,
+            name="baselines",
+            checkpoint=str(tmp_path / "video.pt"),
+            image_model=str(tmp_path / "depth_anything_v2_vits.pth"),
+        ),
         progress=lambda _: None,
-    )  # fmt: skip
+    )
     assert set(report.modes) == {"keyframes", "per_frame", "image_model"}
     assert "Depth Anything V2" in report.modes["image_model"]["label"]
     assert "T = 1" in report.modes["per_frame"]["label"]
@@ -110,30 +134,43 @@ def test_frame_index_of_outputs_made_with_target_fps_matches_the_right_frames(
     tmp_path, ray_cluster
 ):
     data = tmp_path / "data"
-    prepare(PrepareConfig(dst=str(data), chunk_frames=32,
-                          synthetic=SyntheticOptions(sequences=1, frames=30, height=28,
-                                                     width=42, seed=9)),
-            progress=lambda _: None)  # fmt: skip
+    prepare(
+        PrepareConfig(
+            dst=str(data),
+            chunk_frames=32,
+            synthetic=SyntheticOptions(sequences=1, frames=30, height=28, width=42, seed=9),
+        ),
+        progress=lambda _: None,
+    )
     entry = read_manifest(str(data))["sequences"][0]
     truth = read_sequence(str(data), entry)
     videos = tmp_path / "videos"
     videos.mkdir()
-    write_h264(videos / f"{entry['sequence']}.mkv", list(truth.rgb), fps=30, codec="ffv1",
-               pix_fmt="bgr0")  # fmt: skip
+    write_h264(
+        videos / f"{entry['sequence']}.mkv", list(truth.rgb), fps=30, codec="ffv1", pix_fmt="bgr0"
+    )
     save_checkpoint(tiny_model(seed=6), tmp_path / "tiny.pt")
     mlflow = {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}
-    infer = build(InferConfig, {
-        "input": str(videos), "output": str(tmp_path / "depth"),
-        "checkpoint": str(tmp_path / "tiny.pt"), "input_size": 28,
-        "decode": {"target_fps": 10}, "actors": {"num_actors": 1, "cpus_per_actor": 1.0},
-        "mlflow": mlflow,
-    })  # fmt: skip
+    infer = build(
+        InferConfig,
+        {
+            "input": str(videos),
+            "output": str(tmp_path / "depth"),
+            "checkpoint": str(tmp_path / "tiny.pt"),
+            "input_size": 28,
+            "decode": {"target_fps": 10},
+            "actors": {"num_actors": 1, "cpus_per_actor": 1.0},
+            "mlflow": mlflow,
+        },
+    )
     assert run_infer(infer, progress=lambda _: None).count("done") == 1
     with np.load(tmp_path / "depth" / entry["sequence"] / "depth.npz") as archive:
         numbers, depth = archive["frame_index"], archive["depth"].astype(np.float32)
     assert numbers.tolist() == list(range(0, 30, 3))  # source frames, not positions
-    report = run_eval(_config(tmp_path, str(data), name="fps", outputs=str(tmp_path / "depth")),
-                      progress=lambda _: None)  # fmt: skip
+    report = run_eval(
+        _config(tmp_path, str(data), name="fps", outputs=str(tmp_path / "depth")),
+        progress=lambda _: None,
+    )
     values = report.modes["outputs"]["sequences"][entry["sequence"]]
     cap = report.max_depth
     matched = evaluate_sequence(depth, truth.depth[0::3], cap, masks=truth.valid[0::3])
@@ -147,14 +184,19 @@ def test_suite_runs_models_by_data_sets_as_one_job_and_writes_the_table(tmp_path
     save_checkpoint(tiny_model(seed=7), tmp_path / "a.pt")
     torch.save(official_state_dict(tiny_model(seed=8)), tmp_path / "video_depth_anything_vitl.pth")
     suite = {
-        "name": "table", "report": str(tmp_path / "reports"),
+        "name": "table",
+        "report": str(tmp_path / "reports"),
         "inference": {"input_size": 28},
-        "datasets": [{"name": "kitti", "path": small_set, "protocol": "official-110"},
-                     {"name": "heldout", "path": small_set}],
-        "models": [{"name": "my model (v1)", "checkpoint": str(tmp_path / "a.pt")},
-                   {"name": "VDA-L", "checkpoint": str(tmp_path / "video_depth_anything_vitl.pth")}],
+        "datasets": [
+            {"name": "kitti", "path": small_set, "protocol": "official-110"},
+            {"name": "heldout", "path": small_set},
+        ],
+        "models": [
+            {"name": "my model (v1)", "checkpoint": str(tmp_path / "a.pt")},
+            {"name": "VDA-L", "checkpoint": str(tmp_path / "video_depth_anything_vitl.pth")},
+        ],
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
-    }  # fmt: skip
+    }
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     assert main(["eval", "--suite", str(tmp_path / "suite.yaml")]) == 0
     folder = tmp_path / "reports" / "table"
@@ -168,8 +210,11 @@ def test_suite_runs_models_by_data_sets_as_one_job_and_writes_the_table(tmp_path
     assert len(rows) == 2 * (2 + 3)  # two models x (kitti: AbsRel, delta1; heldout: 3)
     pair = json.loads((folder / "my-model-v1--kitti" / "report.json").read_text())  # slugged
     assert pair["protocol"]["protocol"] == "official-110"
-    ours = next(r for r in rows if r["model"] == "my model (v1)" and r["dataset"] == "kitti"
-            and r["metric"] == "abs_rel")  # fmt: skip
+    ours = next(
+        r
+        for r in rows
+        if r["model"] == "my model (v1)" and r["dataset"] == "kitti" and r["metric"] == "abs_rel"
+    )
     assert float(ours["ours"]) == pytest.approx(pair["modes"]["keyframes"]["overall"]["abs_rel"])
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("vda").experiment_id])
@@ -185,15 +230,22 @@ def test_window_sweep_eval_only_gives_one_child_run_per_setting(tmp_path, small_
     model = tiny_model(seed=10, num_frames=16)
     save_checkpoint(model, tmp_path / "tiny.pt")
     sweep = {
-        "name": "windows", "storage_path": str(tmp_path / "sweeps"),
-        "eval": {"checkpoint": str(tmp_path / "tiny.pt"), "dataset": small_set,
-                 "strategies": ["keyframes"], "inference": {"input_size": 28},
-                 "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}},
-        "space": {"inference.window.length": {"grid": [12, 24]},
-                  "inference.window.interp": {"grid": [2]},
-                  "inference.window.key_offset": {"grid": [2]}},
+        "name": "windows",
+        "storage_path": str(tmp_path / "sweeps"),
+        "eval": {
+            "checkpoint": str(tmp_path / "tiny.pt"),
+            "dataset": small_set,
+            "strategies": ["keyframes"],
+            "inference": {"input_size": 28},
+            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
+        },
+        "space": {
+            "inference.window.length": {"grid": [12, 24]},
+            "inference.window.interp": {"grid": [2]},
+            "inference.window.key_offset": {"grid": [2]},
+        },
         "metric": "abs_rel",
-    }  # fmt: skip
+    }
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(yaml.safe_dump(sweep))
     # a window longer than the checkpoint's 16 frames fails before any trial

@@ -32,8 +32,11 @@ def test_ground_truth_fed_back_scores_perfectly(tmp_path, ray_cluster):
         folder = outputs / entry["sequence"]
         folder.mkdir(parents=True)
         # as vda infer writes it: float16, arbitrary scale and shift of disparity
-        np.savez_compressed(folder / "depth.npz", depth=(3 * disparity + 0.5).astype(np.float16),
-                            frame_index=np.arange(len(depth)))  # fmt: skip
+        np.savez_compressed(
+            folder / "depth.npz",
+            depth=(3 * disparity + 0.5).astype(np.float16),
+            frame_index=np.arange(len(depth)),
+        )
     report = evaluate_outputs(str(outputs), str(data))
     assert report.overall["sequences"] == 2 and not report.missing
     assert report.overall["abs_rel"] < 2e-3  # float16 storage is the only error

@@ -29,14 +29,20 @@ EXPECTED = {
     ("official-110", "sintel"): ((436, 1024), (436, 1024), 50, range(0, 50), range(0, 50), 70),
     ("official-110", "kitti"): ((375, 1242), (374, 1242), 800, range(0, 110), range(0, 110), 80),
     ("official-110", "bonn"): ((480, 640), (480, 640), 600, range(30, 140), range(30, 140), 10),
-    ("official-110", "scannet"): ((480, 640), (464, 618), 510, range(0, 270, 3),
-                                  range(0, 270, 3), 10),
+    ("official-110", "scannet"): (
+        (480, 640),
+        (464, 618),
+        510,
+        range(0, 270, 3),
+        range(0, 270, 3),
+        10,
+    ),
     ("official-500", "kitti"): ((375, 1242), (374, 1242), 800, range(0, 500), range(0, 500), 80),
     ("official-500", "bonn"): ((480, 640), (480, 640), 600, range(0, 500), range(0, 500), 10),
     ("official-500", "scannet"): ((480, 640), (464, 618), 510, range(0, 500), range(0, 500), 10),
     ("official-500", "nyuv2"): ((480, 640), (426, 560), 700, range(0, 500), range(0, 500), 10),
     ("official-tae", "scannet"): ((480, 640), (464, 618), 510, range(0, 192), range(10, 180), 10),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED))
@@ -56,8 +62,11 @@ def test_protocol_preset_numbers_match_the_official_code(key):
 def test_protocol_covers_exactly_the_official_scripts_and_refuses_the_rest():
     assert len(PRESETS) == len(EXPECTED)
     # eval.sh has no NYUv2, eval_500.sh no Sintel, eval_tae.sh only ScanNet
-    for protocol, benchmark in [("official-110", "nyuv2"), ("official-500", "sintel"),
-                                ("official-tae", "kitti")]:  # fmt: skip
+    for protocol, benchmark in [
+        ("official-110", "nyuv2"),
+        ("official-500", "sintel"),
+        ("official-tae", "kitti"),
+    ]:
         with pytest.raises(ProtocolError, match=f"no {protocol} evaluation of"):
             preset(protocol, benchmark)
     with pytest.raises(ProtocolError, match="choose from"):
@@ -132,8 +141,11 @@ def test_metric_depth_is_scored_without_alignment_by_hand():
 
 
 def test_frame_index_matching_refuses_missing_and_stray_frames():
-    frames = PredictedFrames(np.array([0, 3, 6]), np.arange(3, dtype=np.float32)[:, None, None]
-                             * np.ones((3, 2, 2), np.float32), metric=False)  # fmt: skip
+    frames = PredictedFrames(
+        np.array([0, 3, 6]),
+        np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32),
+        metric=False,
+    )
     known = set(range(9))
     assert frames.frames([6, 0], known, "s")[:, 0, 0].tolist() == [2.0, 0.0]
     with pytest.raises(FrameMatchError, match="no depth for 1 of the 3 frames"):
@@ -164,28 +176,37 @@ def scannet_like(tmp_path_factory, ray_cluster):
     data = tmp_path_factory.mktemp("protocols") / "scannet"
     prepare(
         PrepareConfig(
-            dst=str(data), dataset="scannet", chunk_frames=100,
+            dst=str(data),
+            dataset="scannet",
+            chunk_frames=100,
             synthetic=SyntheticOptions(sequences=1, frames=300, height=40, width=60, seed=3),
         ),
         progress=lambda _: None,
-    )  # fmt: skip
+    )
     return str(data)
 
 
 def _write_outputs(folder, numbers, depth, metric=False):
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / "depth.npz", depth=depth.astype(np.float32),
-                        frame_index=np.asarray(numbers))  # fmt: skip
+    np.savez_compressed(
+        folder / "depth.npz", depth=depth.astype(np.float32), frame_index=np.asarray(numbers)
+    )
     kind = "metric_depth_m" if metric else "relative_disparity"
     (folder / "metadata.json").write_text(json.dumps({"frames": len(numbers), "depth_kind": kind}))
 
 
 def _eval(tmp_path, dataset, outputs, name, **extra):
-    config = build(EvalConfig, {
-        "name": name, "dataset": dataset, "outputs": str(outputs),
-        "report": str(tmp_path / "reports"),
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}, **extra,
-    })  # fmt: skip
+    config = build(
+        EvalConfig,
+        {
+            "name": name,
+            "dataset": dataset,
+            "outputs": str(outputs),
+            "report": str(tmp_path / "reports"),
+            "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
+            **extra,
+        },
+    )
     return run_eval(config, progress=lambda _: None)
 
 
@@ -216,10 +237,14 @@ def test_protocol_frames_crop_and_tae_on_a_scannet_sized_set(tmp_path, scannet_l
     values = tae.modes["outputs"]["sequences"][entry["sequence"]]
     crop, frames = Crop(8, -8, 11, -11), list(range(10, 180))
     expected = evaluate_sequence(
-        crop.apply(exact[frames]), crop.apply(data.depth[frames]), 10.0,
-        masks=crop.apply(data.valid[frames]), intrinsics=data.intrinsics[frames],
-        c2w=list(data.c2w[frames]), tae_variant="official",
-    )  # fmt: skip
+        crop.apply(exact[frames]),
+        crop.apply(data.depth[frames]),
+        10.0,
+        masks=crop.apply(data.valid[frames]),
+        intrinsics=data.intrinsics[frames],
+        c2w=list(data.c2w[frames]),
+        tae_variant="official",
+    )
     assert values["frames"] == 170 and values["tae"] == pytest.approx(expected.tae, rel=1e-6)
     assert tae.tae_variant == "official" and 0 < values["tae"] < 5
 
@@ -239,8 +264,12 @@ def test_protocol_nyuv2_crop_cap_and_scenes_on_a_full_size_frame(tmp_path, ray_c
     for stem in ("frame_0001", "frame_0002"):
         cv2.imwrite(str(src / "rgb" / f"{stem}.png"), np.full((480, 640, 3), 90, np.uint8))
         np.save(src / "depth" / f"{stem}.npy", gt)
-    prepare(PrepareConfig(layout="npy", src=str(tmp_path / "raw"), dst=str(tmp_path / "nyu"),
-                          benchmark="nyuv2"), progress=lambda _: None)  # fmt: skip
+    prepare(
+        PrepareConfig(
+            layout="npy", src=str(tmp_path / "raw"), dst=str(tmp_path / "nyu"), benchmark="nyuv2"
+        ),
+        progress=lambda _: None,
+    )
     manifest = read_manifest(str(tmp_path / "nyu"))
     assert manifest["benchmark"] == "nyuv2"
     assert manifest["sequences"][0]["frame_numbers"] == [1, 2]  # from the file names
@@ -248,8 +277,9 @@ def test_protocol_nyuv2_crop_cap_and_scenes_on_a_full_size_frame(tmp_path, ray_c
     prediction[45:471, 41:601] *= 1.1
     out = tmp_path / "out" / "kitchen_0003"
     _write_outputs(out, [1, 2], np.stack([prediction] * 2), metric=True)
-    report = _eval(tmp_path, str(tmp_path / "nyu"), tmp_path / "out", "nyu",
-                   protocol="official-500")  # fmt: skip
+    report = _eval(
+        tmp_path, str(tmp_path / "nyu"), tmp_path / "out", "nyu", protocol="official-500"
+    )
     metric = report.modes["outputs/metric"]["overall"]
     assert metric["abs_rel"] == pytest.approx(0.1, rel=1e-5) and metric["delta1"] == 1.0
     assert "no alignment" in report.modes["outputs/metric"]["label"]

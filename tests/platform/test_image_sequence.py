@@ -47,9 +47,21 @@ def test_image_sequence_folder_through_vda_depth_keeps_source_frame_numbers(tmp_
     folder = _write_pngs(tmp_path / "shot_020", frames, first=1001, pad=4)
     (folder / "sequence.json").write_text(json.dumps({"fps": 25}))
     code = main(
-        ["depth", str(folder), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "out"),
-         "--input-size", "28", "--depth-dtype", "float32", "--exr", "--no-preview"]
-    )  # fmt: skip
+        [
+            "depth",
+            str(folder),
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(tmp_path / "out"),
+            "--input-size",
+            "28",
+            "--depth-dtype",
+            "float32",
+            "--exr",
+            "--no-preview",
+        ]
+    )
     assert code == 0
     out = tmp_path / "out" / "shot_020"
     meta = json.loads((out / "metadata.json").read_text())

@@ -146,8 +146,24 @@ def _local_depth(bucket, folder, tmp_path, name):
     local = tmp_path / f"{name.replace('/', '_')}.mp4"
     local.write_bytes(read_bytes(f"s3://{bucket}/videos/{name}.mp4"))
     out = tmp_path / "local"
-    assert main(["depth", str(local), "--checkpoint", str(folder / "tiny.ckpt"), "-o", str(out),
-                 "--input-size", "28", "--chunk-frames", "16", "--no-preview"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "depth",
+                str(local),
+                "--checkpoint",
+                str(folder / "tiny.ckpt"),
+                "-o",
+                str(out),
+                "--input-size",
+                "28",
+                "--chunk-frames",
+                "16",
+                "--no-preview",
+            ]
+        )
+        == 0
+    )
     files = sorted((out / local.stem).glob("depth*.npz"))
     return np.concatenate([np.load(f)["depth"] for f in files])
 
@@ -169,10 +185,20 @@ def test_poison_video_that_kills_its_actor_every_time_is_recorded_and_the_rest_f
     archive, ray_cluster, tmp_path, capsys
 ):
     bucket, _ = archive
-    argv = ["infer", "--input", f"s3://{bucket}/videos", "--output", f"s3://{bucket}/depth-poison",
-            "--checkpoint", f"s3://{bucket}/models/tiny.ckpt", "input_size=28",
-            "outputs.preview=false", "actors.max_attempts=2", "fault.crash_videos=[b/clip2]",
-            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+    argv = [
+        "infer",
+        "--input",
+        f"s3://{bucket}/videos",
+        "--output",
+        f"s3://{bucket}/depth-poison",
+        "--checkpoint",
+        f"s3://{bucket}/models/tiny.ckpt",
+        "input_size=28",
+        "outputs.preview=false",
+        "actors.max_attempts=2",
+        "fault.crash_videos=[b/clip2]",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
     assert main(argv) == 0  # failures alone do not fail the job...
     printed = capsys.readouterr()
     assert f"{GOOD - 1} done, {len(BROKEN) + 1} failed" in printed.out
@@ -208,32 +234,54 @@ def test_chaos_actor_kills_a_second_job_and_a_killed_driver_then_a_rerun_equal_a
 
     bucket, _ = archive
     address, dashboard, env = two_node_cluster
-    settings = ["input_size=28", "outputs.chunk_frames=16", "outputs.preview=false",
-                "split.segment_frames=16",  # b/clip3 (33 frames) and clip4 (40): 2 segments each
-                f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+    settings = [
+        "input_size=28",
+        "outputs.chunk_frames=16",
+        "outputs.preview=false",
+        "split.segment_frames=16",  # b/clip3 (33 frames) and clip4 (40): 2 segments each
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
     clean = run_infer(
-        _config(bucket, "depth-clean", tmp_path, outputs={"chunk_frames": 16, "preview": False},
-                split={"segment_frames": 16}),
+        _config(
+            bucket,
+            "depth-clean",
+            tmp_path,
+            outputs={"chunk_frames": 16, "preview": False},
+            split={"segment_frames": 16},
+        ),
         progress=lambda _: None,
-    )  # fmt: skip
+    )
     assert {r.video_id: r.segments for r in clean.rows if r.segments} == {"b/clip3": 2, "clip4": 2}
-    argv = [sys.executable, "-m", "vda.jobs.cli", "infer", "--input", f"s3://{bucket}/videos",
-            "--output", f"s3://{bucket}/depth-chaos",
-            "--checkpoint", f"s3://{bucket}/models/tiny.ckpt", *settings]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "vda.jobs.cli",
+        "infer",
+        "--input",
+        f"s3://{bucket}/videos",
+        "--output",
+        f"s3://{bucket}/depth-chaos",
+        "--checkpoint",
+        f"s3://{bucket}/models/tiny.ckpt",
+        *settings,
+    ]
     rows = f"s3://{bucket}/depth-chaos/_manifests/done"
     driver = subprocess.Popen(
         [*argv, "fault.frame_delay_s=0.1", "actors.max_attempts=5"],
-        env={**env, "RAY_ADDRESS": address}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env={**env, "RAY_ADDRESS": address},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rng = random.Random(24)
     kills = sorted(rng.uniform(0.0, 6.0) for _ in range(3))  # seconds after the first actor runs
     killed, first_alive = 0, None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None:
         alive = list_actors(
-            address=dashboard, detail=True,
+            address=dashboard,
+            detail=True,
             filters=[("class_name", "=", "VideoDepthWorker"), ("state", "=", "ALIVE")],
-        )  # fmt: skip
+        )
         if alive and first_alive is None:
             first_alive = time.monotonic()
         if alive and kills and time.monotonic() - first_alive >= kills[0]:
@@ -267,8 +315,11 @@ def test_chaos_actor_kills_a_second_job_and_a_killed_driver_then_a_rerun_equal_a
     for row in manifest:
         twin = expected[row["video_id"]]
         assert (row["status"], row["frames"], row["segments"], sorted(row["files"])) == (
-            twin.status, twin.frames, twin.segments, sorted(twin.files)
-        )  # fmt: skip
+            twin.status,
+            twin.frames,
+            twin.segments,
+            sorted(twin.files),
+        )
         if row["status"] == "done":
             _assert_same_depth(
                 _depth(bucket, f"depth-chaos/{row['video_id']}")[0],

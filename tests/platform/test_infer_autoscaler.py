@@ -53,12 +53,26 @@ def clips(tmp_path_factory):
 
 def _job(clips, output, tmp_path, *extra) -> list[str]:
     return [
-        sys.executable, "-m", "vda.jobs.cli", "infer", "--input", str(clips / "videos"),
-        "--output", str(output), "--checkpoint", str(clips / "tiny.ckpt"), "input_size=28",
-        "outputs.preview=false", "actors.max_actors=3", "actors.cpus_per_actor=1",
-        "actors.check_s=1", f"actors.autoscaler_ttl_s={TTL_S}", "fault.frame_delay_s=0.4",
-        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vda.jobs.cli",
+        "infer",
+        "--input",
+        str(clips / "videos"),
+        "--output",
+        str(output),
+        "--checkpoint",
+        str(clips / "tiny.ckpt"),
+        "input_size=28",
+        "outputs.preview=false",
+        "actors.max_actors=3",
+        "actors.cpus_per_actor=1",
+        "actors.check_s=1",
+        f"actors.autoscaler_ttl_s={TTL_S}",
+        "fault.frame_delay_s=0.4",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        *extra,
+    ]
 
 
 def _wait(condition, timeout: float, what: str) -> float:
@@ -77,9 +91,12 @@ def test_the_pool_grows_onto_launched_nodes_and_they_go_after_the_job_or_its_kil
     env = {**env, "RAY_ADDRESS": address}
     # (a) undisturbed: the autoscaler launches the two workers the job asks for
     done = subprocess.run(
-        _job(clips, tmp_path / "a", tmp_path), env=env, capture_output=True, text=True,
+        _job(clips, tmp_path / "a", tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     manifest = pq.read_table(io.BytesIO((tmp_path / "a" / "manifest.parquet").read_bytes()))
     rows = manifest.to_pylist()
@@ -90,9 +107,11 @@ def test_the_pool_grows_onto_launched_nodes_and_they_go_after_the_job_or_its_kil
     # (b) the driver SIGKILLed mid-job: its share of the request lapses, the workers go
     rows_dir = tmp_path / "b" / "_manifests" / "done"
     driver = subprocess.Popen(
-        _job(clips, tmp_path / "b", tmp_path), env=env, stdout=subprocess.DEVNULL,
+        _job(clips, tmp_path / "b", tmp_path),
+        env=env,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     try:
         _wait(lambda: alive_nodes(address, env) == 3, 120, "the job's nodes were launched")
         _wait(lambda: rows_dir.exists() and len(os.listdir(rows_dir)) >= 2, 120, "2 videos")
@@ -113,16 +132,28 @@ def test_a_job_that_ends_does_not_take_the_nodes_of_a_job_still_running(
     env = {**env, "RAY_ADDRESS": address}
     _wait(lambda: alive_nodes(address, env) == 1, 120, "a quiet cluster to start from")
     long_job = subprocess.Popen(
-        _job(clips, tmp_path / "long", tmp_path, "fault.frame_delay_s=1.5"), env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        _job(clips, tmp_path / "long", tmp_path, "fault.frame_delay_s=1.5"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait(lambda: alive_nodes(address, env) == 3, 120, "the long job's nodes")
         short = subprocess.run(
-            _job(clips, tmp_path / "short", tmp_path, "actors.max_actors=1",
-                 "actors.num_actors=1", "fault.frame_delay_s=0"),
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            _job(
+                clips,
+                tmp_path / "short",
+                tmp_path,
+                "actors.max_actors=1",
+                "actors.num_actors=1",
+                "fault.frame_delay_s=0",
+            ),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert short.returncode == 0, short.stdout[-2000:] + short.stderr[-2000:]
         # the short job dropped its share only: the long job's workers stay while it runs
         for _ in range(20):

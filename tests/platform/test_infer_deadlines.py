@@ -36,10 +36,19 @@ def clips(tmp_path_factory):
 
 def _args(input_, output, checkpoint, tmp_path, *extra):
     return [
-        "infer", "--input", str(input_), "--output", str(output), "--checkpoint", str(checkpoint),
-        "input_size=28", "outputs.preview=false", "actors.cpus_per_actor=1",
-        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *extra,
-    ]  # fmt: skip
+        "infer",
+        "--input",
+        str(input_),
+        "--output",
+        str(output),
+        "--checkpoint",
+        str(checkpoint),
+        "input_size=28",
+        "outputs.preview=false",
+        "actors.cpus_per_actor=1",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        *extra,
+    ]
 
 
 def _manifest(uri: str) -> dict[str, dict]:
@@ -57,16 +66,25 @@ def test_a_named_pipe_that_never_delivers_fails_alone_within_its_deadline(
     os.mkfifo(inputs / "stuck.mp4")  # opening it blocks until a writer comes: none will
     start = time.monotonic()
     code = main(
-        _args(inputs, tmp_path / "out", clips / "tiny.ckpt", tmp_path,
-              f"actors.stall_timeout_s={STALL_S}", f"actors.max_attempts={ATTEMPTS}")
-    )  # fmt: skip
+        _args(
+            inputs,
+            tmp_path / "out",
+            clips / "tiny.ckpt",
+            tmp_path,
+            f"actors.stall_timeout_s={STALL_S}",
+            f"actors.max_attempts={ATTEMPTS}",
+        )
+    )
     elapsed = time.monotonic() - start
     printed = capsys.readouterr().out
     assert code == 0, printed[-3000:]
     rows = _manifest(str(tmp_path / "out" / "manifest.parquet"))
     assert {k: r["status"] for k, r in rows.items()} == {
-        "clip0": "done", "clip1": "done", "clip2": "done", "stuck": "failed",
-    }  # fmt: skip
+        "clip0": "done",
+        "clip1": "done",
+        "clip2": "done",
+        "stuck": "failed",
+    }
     stuck = rows["stuck"]
     assert stuck["attempts"] == ATTEMPTS
     assert f"attempt {ATTEMPTS} of {ATTEMPTS}" in stuck["error"]
@@ -80,9 +98,16 @@ def test_actors_that_die_idle_charge_no_attempt(clips, ray_cluster, tmp_path, ca
     """Every actor dies between units (before taking its second): the units sent to dead
     actors go elsewhere uncharged; every video done at attempt 1, no failed row."""
     code = main(
-        _args(clips / "videos", tmp_path / "idle", clips / "tiny.ckpt", tmp_path,
-              "fault.die_idle_every=1", "actors.max_attempts=1", "actors.check_s=1")
-    )  # fmt: skip
+        _args(
+            clips / "videos",
+            tmp_path / "idle",
+            clips / "tiny.ckpt",
+            tmp_path,
+            "fault.die_idle_every=1",
+            "actors.max_attempts=1",
+            "actors.check_s=1",
+        )
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed[-3000:]
     rows = _manifest(str(tmp_path / "idle" / "manifest.parquet"))
@@ -117,7 +142,9 @@ class StallingProxy:
             threading.Thread(
                 target=self._up, args=(client, upstream, poisoned), daemon=True
             ).start()
-            threading.Thread(target=self._down, args=(upstream, client, poisoned), daemon=True).start()  # fmt: skip
+            threading.Thread(
+                target=self._down, args=(upstream, client, poisoned), daemon=True
+            ).start()
 
     def _up(self, source, target, poisoned) -> None:
         while data := _recv(source):
@@ -162,10 +189,16 @@ def test_an_s3_read_that_stops_mid_object_fails_alone_within_its_deadline(
     proxy = StallingProxy(int(s3_endpoint.rsplit(":", 1)[1]), "videos/stuck.mp4")
     try:
         code = main(
-            _args(f"s3://{bucket}/videos", f"s3://{bucket}/out", clips / "tiny.ckpt", tmp_path,
-                  f"s3.endpoint_url=http://127.0.0.1:{proxy.port}",
-                  f"actors.stall_timeout_s={STALL_S}", f"actors.max_attempts={ATTEMPTS}")
-        )  # fmt: skip
+            _args(
+                f"s3://{bucket}/videos",
+                f"s3://{bucket}/out",
+                clips / "tiny.ckpt",
+                tmp_path,
+                f"s3.endpoint_url=http://127.0.0.1:{proxy.port}",
+                f"actors.stall_timeout_s={STALL_S}",
+                f"actors.max_attempts={ATTEMPTS}",
+            )
+        )
     finally:
         proxy.close()
     printed = capsys.readouterr().out
@@ -173,6 +206,9 @@ def test_an_s3_read_that_stops_mid_object_fails_alone_within_its_deadline(
     assert proxy.stalled.is_set()  # the stuck object's body really stopped mid-way
     rows = _manifest(f"s3://{bucket}/out/manifest.parquet")
     assert {k: r["status"] for k, r in rows.items()} == {
-        "clip0": "done", "clip1": "done", "clip2": "done", "stuck": "failed",
-    }  # fmt: skip
+        "clip0": "done",
+        "clip1": "done",
+        "clip2": "done",
+        "stuck": "failed",
+    }
     assert "stalled for" in rows["stuck"]["error"] and rows["stuck"]["attempts"] == ATTEMPTS

@@ -143,11 +143,22 @@ def test_a_job_whose_lease_is_taken_stops_committing_and_ends_in_one_line(
     thread = threading.Thread(target=take_over, daemon=True)
     thread.start()
     code = main(
-        ["infer", "--input", str(videos), "--output", str(output),
-         "--checkpoint", str(tmp_path / "tiny.ckpt"), "input_size=28", "outputs.preview=false",
-         "fault.frame_delay_s=0.3", "lease_s=3", "actors.num_actors=1",
-         f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
-    )  # fmt: skip
+        [
+            "infer",
+            "--input",
+            str(videos),
+            "--output",
+            str(output),
+            "--checkpoint",
+            str(tmp_path / "tiny.ckpt"),
+            "input_size=28",
+            "outputs.preview=false",
+            "fault.frame_delay_s=0.3",
+            "lease_s=3",
+            "actors.num_actors=1",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        ]
+    )
     thread.join(timeout=5)
     captured = capsys.readouterr()
     assert code == 2, captured.out[-2000:]
@@ -172,14 +183,18 @@ def test_a_holder_that_cannot_renew_fences_itself_before_its_lease_expires(tmp_p
 
     from vda.platform.storage import S3Settings
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
-                       "AWS_EC2_METADATA_DISABLED": "true"}.items():  # fmt: skip
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(key, value)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, server)
         endpoint = f"http://127.0.0.1:{port}"
@@ -188,9 +203,12 @@ def test_a_holder_that_cannot_renew_fences_itself_before_its_lease_expires(tmp_p
             Bucket=bucket
         )
         settings = S3Settings(
-            endpoint_url=endpoint, region="us-east-1", connect_timeout_s=0.5,
-            request_timeout_s=1, max_attempts=1,
-        )  # fmt: skip
+            endpoint_url=endpoint,
+            region="us-east-1",
+            connect_timeout_s=0.5,
+            request_timeout_s=1,
+            max_attempts=1,
+        )
         lost: list[tuple[str, float]] = []
         holder = OutputLease(
             f"s3://{bucket}/out", 3.0, settings, on_lost=lambda r: lost.append((r, time.time()))

@@ -38,8 +38,9 @@ def logged_s3(tmp_path):
     log = (tmp_path / "moto.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=log,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     try:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}", tmp_path / "moto.log"
@@ -69,9 +70,11 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
     settings = S3Settings(endpoint_url=endpoint, region="us-east-1")
     bucket = f"plan-{uuid.uuid4().hex[:8]}"
     s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
         config=botocore.config.Config(max_pool_connections=16),
-    )  # fmt: skip
+    )
     s3.create_bucket(Bucket=bucket)
     # just over one listing page (1,000 keys) of inputs and of rows: every listing pages
     ids = [f"shelf{i % 7}/clip{i:04d}" for i in range(1100)]
@@ -94,10 +97,13 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
 
     config = build(
         InferConfig,
-        {"input": f"s3://{bucket}/videos", "output": output,
-         "checkpoint": f"s3://{bucket}/models/tiny.ckpt",
-         "s3": {"endpoint_url": endpoint, "region": "us-east-1"}},
-    )  # fmt: skip
+        {
+            "input": f"s3://{bucket}/videos",
+            "output": output,
+            "checkpoint": f"s3://{bucket}/models/tiny.ckpt",
+            "s3": {"endpoint_url": endpoint, "region": "us-east-1"},
+        },
+    )
     since = len(log.read_text().splitlines())
     plan = plan_job(config)
     requests = _requests(log, since)
@@ -115,9 +121,11 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
 
     since = len(log.read_text().splitlines())
     rows, _ = merged_rows(
-        output, {k: (r.status, r.uri) for k, r in plan.earlier.items()}, settings,
+        output,
+        {k: (r.status, r.uri) for k, r in plan.earlier.items()},
+        settings,
         lambda uri: read_row_at(uri, settings),
-    )  # fmt: skip
+    )
     requests = _requests(log, since)
     assert len(rows) == 1007 and rows[ids[5]].frames == 5  # from the manifest
     assert rows[ids[1004]].status == "done" and rows[ids[1006]].status == "failed"
@@ -150,8 +158,18 @@ def test_plan_prints_the_work_ahead_without_starting_anything(tmp_path, capsys):
         write_mp4v(videos / f"v{i}.mp4", moving_frames(count, 28, 42, seed=i), fps=10)
     (videos / "broken.mp4").write_bytes(b"not a video")
     save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
-    argv = ["infer", "--input", str(videos), "--output", str(tmp_path / "out"),
-            "--checkpoint", str(tmp_path / "tiny.ckpt"), "--plan", "--plan-fps", "2"]  # fmt: skip
+    argv = [
+        "infer",
+        "--input",
+        str(videos),
+        "--output",
+        str(tmp_path / "out"),
+        "--checkpoint",
+        str(tmp_path / "tiny.ckpt"),
+        "--plan",
+        "--plan-fps",
+        "2",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert re.search(r"3 listed: 3 to do \([\d.]+ MB\), 0 done, 0 failed before", printed)
@@ -168,9 +186,20 @@ def test_plan_estimates_from_a_sample_of_headers_with_an_interval(tmp_path, caps
     for i, count in enumerate(lengths):
         write_mp4v(videos / f"v{i:02d}.mp4", moving_frames(count, 28, 42, seed=i), fps=10)
     save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
-    argv = ["infer", "--input", str(videos), "--output", str(tmp_path / "out"),
-            "--checkpoint", str(tmp_path / "tiny.ckpt"), "--plan", "--plan-fps", "2",
-            "--plan-sample", "12"]  # fmt: skip
+    argv = [
+        "infer",
+        "--input",
+        str(videos),
+        "--output",
+        str(tmp_path / "out"),
+        "--checkpoint",
+        str(tmp_path / "tiny.ckpt"),
+        "--plan",
+        "--plan-fps",
+        "2",
+        "--plan-sample",
+        "12",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     line = next(x for x in printed.splitlines() if x.startswith("to do"))

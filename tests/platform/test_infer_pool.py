@@ -48,10 +48,17 @@ def local_archive(tmp_path_factory):
 
 def _settings(root, output, tmp_path, *extra):
     return [
-        "--input", str(root / "videos"), "--output", str(tmp_path / output),
-        "--checkpoint", str(root / "tiny.ckpt"), "input_size=28", "outputs.preview=false",
-        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", *extra,
-    ]  # fmt: skip
+        "--input",
+        str(root / "videos"),
+        "--output",
+        str(tmp_path / output),
+        "--checkpoint",
+        str(root / "tiny.ckpt"),
+        "input_size=28",
+        "outputs.preview=false",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        *extra,
+    ]
 
 
 def test_a_pool_larger_than_the_cluster_works_with_what_fits_and_says_so(
@@ -60,9 +67,18 @@ def test_a_pool_larger_than_the_cluster_works_with_what_fits_and_says_so(
     """6 actors asked of 2 CPUs: 2 start and do all the work; 4 are released after the
     start timeout with one line naming what they asked for and what the cluster has."""
     code = main(
-        ["infer", *_settings(local_archive, "out", tmp_path, "actors.num_actors=6",
-                             "actors.start_timeout_s=8", "fault.frame_delay_s=0.5")]
-    )  # fmt: skip
+        [
+            "infer",
+            *_settings(
+                local_archive,
+                "out",
+                tmp_path,
+                "actors.num_actors=6",
+                "actors.start_timeout_s=8",
+                "fault.frame_delay_s=0.5",
+            ),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed[-2000:]
     assert "8 done, 0 failed" in printed
@@ -79,12 +95,15 @@ def test_auto_starts_as_many_actors_as_the_cpus_hold_and_a_status_line_says_so(
     config = build(
         InferConfig,
         {
-            "input": str(local_archive / "videos"), "output": str(tmp_path / "auto"),
-            "checkpoint": str(local_archive / "tiny.ckpt"), "input_size": 28,
-            "outputs": {"preview": False}, "fault": {"frame_delay_s": 0.15},
+            "input": str(local_archive / "videos"),
+            "output": str(tmp_path / "auto"),
+            "checkpoint": str(local_archive / "tiny.ckpt"),
+            "input_size": 28,
+            "outputs": {"preview": False},
+            "fault": {"frame_delay_s": 0.15},
             "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
         },
-    )  # fmt: skip
+    )
     assert config.actors.num_actors == "auto"  # the default
     result = run_infer(config, progress=lines.append)
     assert result.count("done") == 8
@@ -101,9 +120,17 @@ def test_no_actor_can_be_placed_ends_the_job_with_exit_status_2_and_nothing_done
 ):
     start = time.monotonic()
     code = main(
-        ["infer", *_settings(local_archive, "gpu", tmp_path, "actors.gpus_per_actor=1",
-                             "actors.start_timeout_s=3")]
-    )  # fmt: skip
+        [
+            "infer",
+            *_settings(
+                local_archive,
+                "gpu",
+                tmp_path,
+                "actors.gpus_per_actor=1",
+                "actors.start_timeout_s=3",
+            ),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2 and time.monotonic() - start < 60
     stopped = [line for line in captured.err.splitlines() if line.startswith("vda infer: stopped")]
@@ -117,9 +144,13 @@ def test_actors_that_die_while_starting_end_the_job_after_max_attempts(
     local_archive, ray_cluster, tmp_path, capsys
 ):
     code = main(
-        ["infer", *_settings(local_archive, "dies", tmp_path, "fault.fail_start=true",
-                             "actors.max_attempts=2")]
-    )  # fmt: skip
+        [
+            "infer",
+            *_settings(
+                local_archive, "dies", tmp_path, "fault.fail_start=true", "actors.max_attempts=2"
+            ),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2, captured.out[-2000:]
     assert "actors failed to start 2 times in a row" in captured.err
@@ -149,12 +180,25 @@ def test_a_node_that_joins_after_the_job_started_gets_actors_and_does_work(
     address, env, processes = one_node_cluster
     output = tmp_path / "late"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "vda.jobs.cli", "infer",
-         *_settings(local_archive, "late", tmp_path, "fault.frame_delay_s=0.5",
-                    "actors.check_s=1", "progress_s=2")],
-        env={**env, "RAY_ADDRESS": address}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "vda.jobs.cli",
+            "infer",
+            *_settings(
+                local_archive,
+                "late",
+                tmp_path,
+                "fault.frame_delay_s=0.5",
+                "actors.check_s=1",
+                "progress_s=2",
+            ),
+        ],
+        env={**env, "RAY_ADDRESS": address},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
     try:
         rows = output / "_manifests" / "done"
         deadline = time.monotonic() + 120
@@ -162,12 +206,23 @@ def test_a_node_that_joins_after_the_job_started_gets_actors_and_does_work(
             assert driver.poll() is None, driver.stdout.read()[-3000:]
             time.sleep(0.5)  # the job is working on the head's one CPU
         ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-        late_node = [ray_bin, "start", "--block", f"--address={address}", "--num-cpus=1",
-                     "--min-worker-port=25000", "--max-worker-port=25999", *node_ports()]  # fmt: skip
+        late_node = [
+            ray_bin,
+            "start",
+            "--block",
+            f"--address={address}",
+            "--num-cpus=1",
+            "--min-worker-port=25000",
+            "--max-worker-port=25999",
+            *node_ports(),
+        ]
         node = subprocess.Popen(
-            late_node, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            late_node,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         processes.append(node)
         out, _ = driver.communicate(timeout=240)
     finally:

@@ -12,8 +12,11 @@ from vda.platform.video.process import DepthCounts
 
 
 def test_signals_from_a_hand_made_chain():
-    chain = [WindowAlignment(1, 2.0, 0.1, 0.01), WindowAlignment(2, 2.0, 0.3, 0.05),
-             WindowAlignment(3, 3.0, 0.3, 0.02)]  # fmt: skip
+    chain = [
+        WindowAlignment(1, 2.0, 0.1, 0.01),
+        WindowAlignment(2, 2.0, 0.3, 0.05),
+        WindowAlignment(3, 3.0, 0.3, 0.02),
+    ]
     counts = DepthCounts()
     counts.add(np.array([[0.0, 1.0], [np.nan, 2.0]], dtype=np.float32))
     out = signals(chain, counts)

@@ -117,9 +117,25 @@ def test_split_video_stitches_to_the_single_engine_output_and_a_failed_segment_i
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["depth", str(folder / "long.mp4"), "--checkpoint", str(folder / "tiny.ckpt"),
-                     "-o", str(out), "--input-size", "28", "--depth-dtype", "float32",
-                     "--chunk-frames", "64"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "depth",
+                    str(folder / "long.mp4"),
+                    "--checkpoint",
+                    str(folder / "tiny.ckpt"),
+                    "-o",
+                    str(out),
+                    "--input-size",
+                    "28",
+                    "--depth-dtype",
+                    "float32",
+                    "--chunk-frames",
+                    "64",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     expected = np.concatenate([np.load(f)["depth"] for f in sorted((out / "long").glob("*.npz"))])
@@ -147,17 +163,21 @@ def test_split_video_point_clouds_carry_the_frames_colours(long_archive, ray_clu
     bucket, folder = long_archive
     write_bytes(f"s3://{bucket}/models/metric_tiny.ckpt", (folder / "tiny.ckpt").read_bytes())
     config = _config(
-        bucket, tmp_path,
-        checkpoint=f"s3://{bucket}/models/metric_tiny.ckpt", output=f"s3://{bucket}/depth-ply",
+        bucket,
+        tmp_path,
+        checkpoint=f"s3://{bucket}/models/metric_tiny.ckpt",
+        output=f"s3://{bucket}/depth-ply",
         outputs={"ply": True, "ply_every": 100, "focal_length_x": 40.0, "focal_length_y": 40.0},
-    )  # fmt: skip
+    )
     result = run_infer(config, progress=lambda _: None)
     long_row = next(r for r in result.rows if r.video_id == "long")
     assert long_row.status == "done" and long_row.segments > 1  # the stitched path
     files = sorted(list_files(f"s3://{bucket}/depth-ply/long/ply", (".ply",)))
     assert [f.rsplit("/", 1)[-1] for f in files] == [
-        "long_000000.ply", "long_000100.ply", "long_000200.ply"
-    ]  # fmt: skip
+        "long_000000.ply",
+        "long_000100.ply",
+        "long_000200.ply",
+    ]
     vertex = PlyData.read(io.BytesIO(read_bytes(files[1])))["vertex"]
     colours = np.stack([vertex["red"], vertex["green"], vertex["blue"]], axis=1)
     assert colours.shape == (28 * 42, 3) and colours.std() > 5  # the texture, not blank

@@ -115,9 +115,20 @@ def test_depth_job_with_scene_cuts_and_exr(tmp_path):
         tmp_path / "spliced.mp4", _shot(33, 28, 42, 40) + _shot(30, 28, 42, 220, True)
     )
     code = main(
-        ["depth", str(video), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "out"),
-         "--input-size", "28", "--scene-cuts", "--exr", "--no-preview"]
-    )  # fmt: skip
+        [
+            "depth",
+            str(video),
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(tmp_path / "out"),
+            "--input-size",
+            "28",
+            "--scene-cuts",
+            "--exr",
+            "--no-preview",
+        ]
+    )
     assert code == 0
     folder = tmp_path / "out" / "spliced"
     meta = json.loads((folder / "metadata.json").read_text())
@@ -125,9 +136,20 @@ def test_depth_job_with_scene_cuts_and_exr(tmp_path):
     assert len(list((folder / "exr").glob("spliced_*.exr"))) == 63
     # a relative model asked for point clouds: one clear failure, exit 1
     code = main(
-        ["depth", str(video), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "out2"),
-         "--input-size", "28", "--ply", "--focal-length-x", "40"]
-    )  # fmt: skip
+        [
+            "depth",
+            str(video),
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(tmp_path / "out2"),
+            "--input-size",
+            "28",
+            "--ply",
+            "--focal-length-x",
+            "40",
+        ]
+    )
     assert code == 1
 
 
@@ -139,11 +161,15 @@ def test_infer_refuses_point_clouds_from_a_relative_checkpoint_before_any_work(t
     (tmp_path / "videos").mkdir()
     write_mp4v(tmp_path / "videos" / "a.mp4", shot_frames(4, 28, 42, colour=90), fps=10)
     save_checkpoint(tiny_model(seed=1), tmp_path / "relative.pt")
-    config = build(InferConfig, {
-        "input": str(tmp_path / "videos"), "output": str(tmp_path / "out"),
-        "checkpoint": str(tmp_path / "relative.pt"),
-        "outputs": {"ply": True, "focal_length_x": 30.0, "focal_length_y": 30.0},
-    })  # fmt: skip
+    config = build(
+        InferConfig,
+        {
+            "input": str(tmp_path / "videos"),
+            "output": str(tmp_path / "out"),
+            "checkpoint": str(tmp_path / "relative.pt"),
+            "outputs": {"ply": True, "focal_length_x": 30.0, "focal_length_y": 30.0},
+        },
+    )
     with pytest.raises(ConfigError, match="point clouds need metric depth"):
         run_infer(config, progress=lambda _: None)
     assert (

@@ -54,9 +54,19 @@ def test_prepare_two_layouts_into_s3_and_read_back_with_ray_data(tmp_path, bucke
     src = _png16_source(tmp_path / "raw", broken=True)
     dst = f"s3://{bucket}/datasets/scannet_like"
     code = main(
-        ["prepare", "--layout", "png16", "--src", str(src), "--dst", dst,
-         "depth_scale=0.001", "chunk_frames=4", "dataset=scannet_like"]
-    )  # fmt: skip
+        [
+            "prepare",
+            "--layout",
+            "png16",
+            "--src",
+            str(src),
+            "--dst",
+            dst,
+            "depth_scale=0.001",
+            "chunk_frames=4",
+            "dataset=scannet_like",
+        ]
+    )
     assert code == 1  # one sequence failed, the others converted
     manifest = read_manifest(dst)
     assert manifest["totals"] == {"sequences": 2, "frames": 12, "chunks": 4, "failed": 1}
@@ -77,10 +87,23 @@ def test_prepare_two_layouts_into_s3_and_read_back_with_ray_data(tmp_path, bucke
     np.testing.assert_allclose(chunk.depth, np.stack([f.depth for f in source[:4]]), rtol=2**-11)
 
     synthetic_dst = f"s3://{bucket}/datasets/synthetic"
-    assert main(
-        ["prepare", "--layout", "synthetic", "--dst", synthetic_dst, "synthetic.sequences=2",
-         "synthetic.frames=10", "synthetic.height=28", "synthetic.width=42", "chunk_frames=5"]
-    ) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prepare",
+                "--layout",
+                "synthetic",
+                "--dst",
+                synthetic_dst,
+                "synthetic.sequences=2",
+                "synthetic.frames=10",
+                "synthetic.height=28",
+                "synthetic.width=42",
+                "chunk_frames=5",
+            ]
+        )
+        == 0
+    )
     synthetic = read_manifest(synthetic_dst)
     assert synthetic["totals"]["frames"] == 20 and synthetic["max_depth"] > 20
     assert all(s["has_poses"] and s["has_intrinsics"] for s in synthetic["sequences"])
@@ -123,10 +146,21 @@ def test_prepare_two_layouts_into_s3_and_read_back_with_ray_data(tmp_path, bucke
 
 def test_prepare_and_pipeline_with_local_paths(tmp_path, ray_cluster):
     dst = tmp_path / "prepared"
-    assert main(
-        ["prepare", "--dst", str(dst), "synthetic.sequences=1", "synthetic.frames=8",
-         "synthetic.height=14", "synthetic.width=28", "chunk_frames=8"]
-    ) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prepare",
+                "--dst",
+                str(dst),
+                "synthetic.sequences=1",
+                "synthetic.frames=8",
+                "synthetic.height=14",
+                "synthetic.width=28",
+                "chunk_frames=8",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((dst / "manifest.json").read_text())
     assert manifest["totals"]["frames"] == 8
     assert list_files(str(dst / "shards")) == [

@@ -47,8 +47,12 @@ def test_small_or_verbose_jobs_print_every_video_and_a_status_line_after_each():
 
 def test_durations_read_as_a_person_reads_them():
     assert [duration(s) for s in (45, 89.4, 720, 5399, 12600)] == [
-        "45 s", "89 s", "12 min", "90 min", "3.5 h",
-    ]  # fmt: skip
+        "45 s",
+        "89 s",
+        "12 min",
+        "90 min",
+        "3.5 h",
+    ]
 
 
 def test_a_job_without_frames_reports_no_frame_rate():

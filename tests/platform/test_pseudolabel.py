@@ -59,9 +59,18 @@ def test_pseudolabel_writes_the_teacher_s_own_output_as_one_frame_sequences(
 ):
     bucket, teacher, decoded = image_bucket
     out = f"s3://{bucket}/pseudo"
-    argv = ["pseudolabel", "--input", f"s3://{bucket}/images", "--output", out,
-            "--teacher", f"s3://{bucket}/models/teacher.ckpt", "input_size=28",
-            "images_per_shard=3", "actors.cpus_per_actor=0.5"]  # fmt: skip
+    argv = [
+        "pseudolabel",
+        "--input",
+        f"s3://{bucket}/images",
+        "--output",
+        out,
+        "--teacher",
+        f"s3://{bucket}/models/teacher.ckpt",
+        "input_size=28",
+        "images_per_shard=3",
+        "actors.cpus_per_actor=0.5",
+    ]
     assert main(argv) == 0
     manifest = json.loads(read_bytes(f"{out}/manifest.json"))
     assert manifest["depth_kind"] == "disparity" and manifest["chunk_frames"] == 1

@@ -19,9 +19,15 @@ def _records(count=5, seed=0, height=24, width=32):
 def test_chunk_round_trip(encoding, atol):
     records = _records()
     row = encode_chunk(
-        records, 10, dataset="d", sequence="s", split="train", chunk=2,
-        depth_encoding=encoding, depth_scale=0.001,
-    )  # fmt: skip
+        records,
+        10,
+        dataset="d",
+        sequence="s",
+        split="train",
+        chunk=2,
+        depth_encoding=encoding,
+        depth_scale=0.001,
+    )
     chunk = decode_chunk(row)
     assert chunk.frame_index.tolist() == [10, 11, 12, 13, 14]
     np.testing.assert_array_equal(chunk.rgb, np.stack([r.rgb for r in records]))  # PNG: exact

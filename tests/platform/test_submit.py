@@ -31,13 +31,29 @@ def test_submitted_training_and_bulk_depth_jobs_succeed(
     bucket = shards_bucket
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     code = main(
-        ["submit", "--address", dashboard, "train", "--name", "submitted",
-         "--data", synthetic_shards, "--storage-path", f"s3://{bucket}/submitted-runs",
-         "epochs=1", "steps_per_epoch=4", "num_workers=2", "cpus_per_worker=1",
-         "placement_strategy=SPREAD", "data.clip.clip_len=4",
-         "data.clip.augment.height=28", "data.clip.augment.width=42", "data.val_clips=2",
-         f"mlflow.tracking_uri={tracking}"]
-    )  # fmt: skip
+        [
+            "submit",
+            "--address",
+            dashboard,
+            "train",
+            "--name",
+            "submitted",
+            "--data",
+            synthetic_shards,
+            "--storage-path",
+            f"s3://{bucket}/submitted-runs",
+            "epochs=1",
+            "steps_per_epoch=4",
+            "num_workers=2",
+            "cpus_per_worker=1",
+            "placement_strategy=SPREAD",
+            "data.clip.clip_len=4",
+            "data.clip.augment.height=28",
+            "data.clip.augment.width=42",
+            "data.val_clips=2",
+            f"mlflow.tracking_uri={tracking}",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed[-3000:]
     assert "submitted raysubmit_" in printed and "SUCCEEDED" in printed
@@ -87,9 +103,18 @@ def test_submit_status_and_logs_with_token_authentication(
     videos.mkdir()
     write_mp4v(videos / "v.mp4", moving_frames(8, 28, 42, seed=2), fps=10)
     save_checkpoint(tiny_model(seed=6), tmp_path / "tiny.ckpt")
-    job = ["infer", "--input", str(videos), "--output", str(tmp_path / "depth"),
-           "--checkpoint", str(tmp_path / "tiny.ckpt"), "input_size=28", "outputs.preview=false",
-           f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+    job = [
+        "infer",
+        "--input",
+        str(videos),
+        "--output",
+        str(tmp_path / "depth"),
+        "--checkpoint",
+        str(tmp_path / "tiny.ckpt"),
+        "input_size=28",
+        "outputs.preview=false",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
 
     # without the token: one line that says what to do, no traceback
     assert main(["submit", "--address", dashboard, *job]) == 2

@@ -102,10 +102,18 @@ def test_ddp_training_learns_keeps_ranks_identical_and_tracks_everything(
 def _killed_worker_run(tmp_path, shards, train_bucket, name):
     """One epoch of 12 steps in which rank 1 dies at step 8, after the step-8 checkpoint."""
     config = _config(
-        tmp_path, shards, train_bucket, name,
-        **{"epochs": 1, "max_failures": 1, "checkpoint_every_steps": 4,
-           "fault.fail_at_step": 8, "fault.fail_rank": 1},
-    )  # fmt: skip
+        tmp_path,
+        shards,
+        train_bucket,
+        name,
+        **{
+            "epochs": 1,
+            "max_failures": 1,
+            "checkpoint_every_steps": 4,
+            "fault.fail_at_step": 8,
+            "fault.fail_rank": 1,
+        },
+    )
     first = train(config)
     assert list_files(f"s3://{train_bucket}/runs/{name}", (".fault_injected",))  # it did die
     assert first.metrics["step"] == 12 and first.metrics["epoch"] == 1
@@ -147,13 +155,27 @@ def test_the_same_training_on_a_two_node_cluster(tmp_path, shards, train_bucket,
     address, _, env = two_node_cluster
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     command = [
-        str(Path(sys.executable).parent / "vda"), "train", "--name", "two-nodes",
-        "--data", shards, "--storage-path", f"s3://{train_bucket}/runs",
-        "epochs=1", "steps_per_epoch=6", "num_workers=2", "cpus_per_worker=1",
-        "placement_strategy=SPREAD", "data.clip.clip_len=4", "data.clip.windows_per_chunk=3",
-        "data.clip.augment.height=28", "data.clip.augment.width=42", "data.val_clips=2",
-        f"mlflow.tracking_uri={tracking}", "mlflow.experiment=two-nodes",
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "vda"),
+        "train",
+        "--name",
+        "two-nodes",
+        "--data",
+        shards,
+        "--storage-path",
+        f"s3://{train_bucket}/runs",
+        "epochs=1",
+        "steps_per_epoch=6",
+        "num_workers=2",
+        "cpus_per_worker=1",
+        "placement_strategy=SPREAD",
+        "data.clip.clip_len=4",
+        "data.clip.windows_per_chunk=3",
+        "data.clip.augment.height=28",
+        "data.clip.augment.width=42",
+        "data.val_clips=2",
+        f"mlflow.tracking_uri={tracking}",
+        "mlflow.experiment=two-nodes",
+    ]
     out = subprocess.run(
         command, env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=600
     )
@@ -186,11 +208,18 @@ def test_mixed_video_and_pseudolabelled_image_sources_log_both_and_resume(
     save_checkpoint(tiny_model(seed=61), tmp_path / "teacher.ckpt")
     pseudo = f"s3://{train_bucket}/data/pseudo"
     run_pseudolabel(
-        build(PseudoLabelConfig, {"input": f"s3://{train_bucket}/images", "output": pseudo,
-                                  "teacher": str(tmp_path / "teacher.ckpt"), "input_size": 28,
-                                  "actors": {"cpus_per_actor": 0.5}}),
+        build(
+            PseudoLabelConfig,
+            {
+                "input": f"s3://{train_bucket}/images",
+                "output": pseudo,
+                "teacher": str(tmp_path / "teacher.ckpt"),
+                "input_size": 28,
+                "actors": {"cpus_per_actor": 0.5},
+            },
+        ),
         progress=lambda _: None,
-    )  # fmt: skip
+    )
     sources = [
         {"name": "video", "path": shards, "weight": 1.0},
         {"name": "pseudo", "path": pseudo, "weight": 1.0, "clip_len": 1},

@@ -32,9 +32,12 @@ def _train(tmp_path, shards, **extra):
         "data": {
             "train": shards,
             "clip": {
-                "clip_len": 4, "batch_size": 2, "windows_per_chunk": 4,
+                "clip_len": 4,
+                "batch_size": 2,
+                "windows_per_chunk": 4,
                 # the defaults: with 0.2 each the trial's first batch waited 50 s, not 20
-                "read_cpus": 0.5, "decode_cpus": 0.5,
+                "read_cpus": 0.5,
+                "decode_cpus": 0.5,
                 "augment": {"height": 28, "width": 42, "max_scale": 1.2},
             },
             "val_clips": 2,
@@ -45,7 +48,7 @@ def _train(tmp_path, shards, **extra):
         "num_workers": 2,
         "cpus_per_worker": 0.5,  # + 0.1 trial driver + 1 for its data: 1.6 CPUs with one worker
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "sweeps"},
-    }  # fmt: skip
+    }
     base.update(extra)
     return base
 
@@ -112,8 +115,9 @@ def test_asha_sweep_stops_the_weak_trial_and_tracks_every_trial(
     rows = _results(root)
     assert len(rows) == 2
     assert [(float(r["loss.tgm_weight"]), r["status"]) for r in rows] == [
-        (0.0, FINISHED), (1000.0, EARLY_STOPPED)
-    ], rows  # fmt: skip
+        (0.0, FINISHED),
+        (1000.0, EARLY_STOPPED),
+    ], rows
     stopped = [r for r in rows if r["status"] == EARLY_STOPPED]
     assert all(r["epochs"] == "1" for r in stopped)  # the one rung below max_t = 2 epochs
     assert all(r["epochs"] == "2" for r in rows if r["status"] == FINISHED)

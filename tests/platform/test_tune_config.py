@@ -28,15 +28,24 @@ def _sweep(**fields):
 @pytest.mark.parametrize(
     ("space", "message"),
     [
-        ({"loss.tgm_wieght": {"grid": [1.0]}}, "search space loss.tgm_wieght=1.0: .*unknown config key"),
-        ({"data.clip.clip_len": {"choice": [16, 48]}}, "data.clip.clip_len=48.*exceeds model.num_frames 32"),
-        ({"optim.lr": {"loguniform": [0.0, 1e-3]}}, "search space optim.lr: loguniform needs low > 0"),
+        (
+            {"loss.tgm_wieght": {"grid": [1.0]}},
+            "search space loss.tgm_wieght=1.0: .*unknown config key",
+        ),
+        (
+            {"data.clip.clip_len": {"choice": [16, 48]}},
+            "data.clip.clip_len=48.*exceeds model.num_frames 32",
+        ),
+        (
+            {"optim.lr": {"loguniform": [0.0, 1e-3]}},
+            "search space optim.lr: loguniform needs low > 0",
+        ),
         ({"optim.lr": {"between": [1, 2]}}, "search space optim.lr: unknown kind 'between'"),
         ({"name": {"grid": ["a"]}}, "search space name: each trial sets 'name' itself"),
         ({"data.clip.clip_len": {"randint": [8, 40]}}, "data.clip.clip_len=39.*exceeds"),
         ({"optim.lr": {"grid": ["fast"]}}, "optim.lr='fast'.*expected a number"),
     ],
-)  # fmt: skip
+)
 def test_bad_search_space_fails_naming_the_key(space, message):
     with pytest.raises(ConfigError, match=message):
         validate_space(build(SweepConfig, {"space": space}))
@@ -70,9 +79,12 @@ def test_good_space_parses_every_kind():
     )
     kinds = {d.key: d.kind for d in validate_space(sweep)}
     assert kinds == {
-        "loss.tgm_weight": "grid", "data.clip.clip_len": "choice", "optim.lr": "loguniform",
-        "optim.weight_decay": "uniform", "seed": "randint",
-    }  # fmt: skip
+        "loss.tgm_weight": "grid",
+        "data.clip.clip_len": "choice",
+        "optim.lr": "loguniform",
+        "optim.weight_decay": "uniform",
+        "seed": "randint",
+    }
     assert parse_dimension("seed", {"randint": [0, 100]}).probe_values() == (0, 99)
 
 
