@@ -20,13 +20,13 @@ per pending video.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
+from ..core.session import start_ray
 from .machine import describe_machine
 
 
@@ -75,11 +75,9 @@ def run_many_bench(videos: int, frames: int, side: int, size: str, input_size: i
         bare_s = time.perf_counter() - start
         del engine
 
-        ray.init(
+        start_ray(
             num_cpus=os.cpu_count(),
             include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
         )
         runs = {}
         for in_flight in (1, 2):

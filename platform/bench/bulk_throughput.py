@@ -16,13 +16,13 @@ server on loopback.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from ..core.session import start_ray
 from .loopback import loopback_s3
 from .machine import describe_machine
 
@@ -98,11 +98,9 @@ def run_infer_bench(videos: int, frames: int, side: int, size: str, input_size: 
         bare_fps = videos * frames / (time.perf_counter() - start)
         del engine
 
-        ray.init(
+        start_ray(
             num_cpus=os.cpu_count(),
             include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
         )
         # one actor, one CPU reserved (the rest stays free for Ray), but torch uses
         # every core, as the bare model does
@@ -175,11 +173,9 @@ def run_split_bench(
         lengths = [long_frames] + [short_frames] * short_videos
         checkpoint, _ = _archive(root, bucket, lengths, side, size)
         cpus = os.cpu_count() or 1
-        ray.init(
+        start_ray(
             num_cpus=cpus,
             include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
         )
         share = max(0.25, (cpus - 0.5) / actors)  # actors side by side, a little CPU left over
         pool = {

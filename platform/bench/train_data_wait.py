@@ -16,13 +16,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..core.session import start_ray
 from .loopback import loopback_s3
 from .machine import describe_machine
 
 
 def run_train_bench(data: str | None, steps: int, workers: int, size: str, side: int) -> dict:
     import boto3
-    import ray
     from mlflow.tracking import MlflowClient
 
     from ..core.config import build
@@ -36,7 +36,7 @@ def run_train_bench(data: str | None, steps: int, workers: int, size: str, side:
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
             boto3.client("s3").create_bucket(Bucket=bucket)
             data = f"s3://{bucket}/synthetic"
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            start_ray(num_cpus=os.cpu_count(), include_dashboard=False)
             prepare(
                 PrepareConfig(
                     dst=data,

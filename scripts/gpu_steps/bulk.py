@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     pass
 
 from gpu_steps.common import Outcome, _is_cuda, _workdir, accuracy_model, note
+from vda.platform.core.session import start_ray
 
 
 class BusyMeter:
@@ -109,7 +110,6 @@ def local_ray(device: str, root: Path) -> Iterator[None]:
     """A throwaway local Ray instance with this machine's CPUs (and its GPUs, which Ray
     detects), its files in the step's folder, stopped on the way out; the check never
     joins a cluster the environment points at (the parent removes RAY_ADDRESS)."""
-    import logging
 
     import ray
 
@@ -117,12 +117,10 @@ def local_ray(device: str, root: Path) -> Iterator[None]:
     own_dir = len(str(temp_dir)) > 48  # Ray's socket paths must stay under 108 bytes
     if own_dir:
         temp_dir = Path(tempfile.mkdtemp(prefix="gcray", dir="/tmp"))
-    ray.init(
+    start_ray(
         num_cpus=os.cpu_count(),
         num_gpus=None if _is_cuda(device) else 0,
         include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
         configure_logging=False,
         _temp_dir=str(temp_dir),
     )
