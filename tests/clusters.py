@@ -203,30 +203,31 @@ def start_autoscaling_head(
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     }
     head_env.pop("RAY_ADDRESS", None)
-    head = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ray.scripts.scripts",
-            "start",
-            "--head",
-            "--block",
-            f"--autoscaling-config={config}",
-            f"--port={port}",
-            "--num-cpus=1",
-            f"--temp-dir={os.path.join(workdir, 'rt')}",
-            f"--object-store-memory={100 * 1024**2}",
-            "--include-dashboard=false",
-            f"--ray-client-server-port={free_port()}",
-            f"--min-worker-port={low}",
-            f"--max-worker-port={low + 200}",
-            *node_ports(),
-        ],
-        env=head_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(os.path.join(workdir, "head.log"), "ab") as log:  # what `ray start` said
+        head = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ray.scripts.scripts",
+                "start",
+                "--head",
+                "--block",
+                f"--autoscaling-config={config}",
+                f"--port={port}",
+                "--num-cpus=1",
+                f"--temp-dir={os.path.join(workdir, 'rt')}",
+                f"--object-store-memory={100 * 1024**2}",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",
+                f"--min-worker-port={low}",
+                f"--max-worker-port={low + 200}",
+                *node_ports(),
+            ],
+            env=head_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return head, address
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -35,10 +36,11 @@ def autoscaling_cluster():
         try:
             wait_for_port(int(address.rsplit(":", 1)[1]), head, timeout=60)
             break
-        except RuntimeError:
+        except RuntimeError as error:
             kill_session(head.pid)
             if attempt:
-                raise
+                said = Path(workdir, "head.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{error}; ray start said:\n{said}") from error
     try:
         yield address, env
     finally:

@@ -136,6 +136,8 @@ class StallingProxy:
                 client, _ = self.server.accept()
             except TimeoutError:
                 continue
+            except OSError:  # closed by close()
+                return
             upstream = socket.create_connection(("127.0.0.1", self.upstream))
             self.sockets += [client, upstream]
             poisoned = threading.Event()
