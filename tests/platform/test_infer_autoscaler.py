@@ -29,18 +29,24 @@ TTL_S = 8
 
 @pytest.fixture(scope="module")
 def autoscaling_cluster():
+    """The head (1 CPU) of a `fake_multinode` cluster, up to 2 workers of 1 CPU; (GCS address,
+    env). Its start is tried up to 3 times, each in a fresh folder with fresh ports: one of
+    three full-suite runs here saw `ray start` exit at once, twice (its output is kept now)."""
     env = project_env(RAY_AUTH_MODE="disabled")
-    workdir = tempfile.mkdtemp(prefix="fa", dir="/tmp")  # short: socket paths are bounded
-    for attempt in range(2):  # a port taken between choosing and binding it: choose again
+    said = []
+    for _attempt in range(3):
+        workdir = tempfile.mkdtemp(prefix="fa", dir="/tmp")  # short: socket paths are bounded
         head, address = start_autoscaling_head(env, workdir, max_workers=2, idle_minutes=0.1)
         try:
             wait_for_port(int(address.rsplit(":", 1)[1]), head, timeout=60)
             break
         except RuntimeError as error:
             kill_session(head.pid)
-            if attempt:
-                said = Path(workdir, "head.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{error}; ray start said:\n{said}") from error
+            said.append(f"{error}: {Path(workdir, 'head.log').read_text(errors='replace')[-2000:]}")
+            shutil.rmtree(workdir, ignore_errors=True)
+            time.sleep(3)
+    else:
+        raise RuntimeError("the autoscaling head did not start:\n" + "\n".join(said))
     try:
         yield address, env
     finally:
