@@ -34,6 +34,7 @@ interpolation either way, so they agree to rounding).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -137,32 +138,13 @@ def run_segment(
     started = time.perf_counter()
     delete(prefix, settings)  # a dead attempt's windows
     from_frame = max(0, w.start(first) - w.key_offset) if first else 0
+    store = functools.partial(
+        _windows_to_storage, engine, open_reader, first, stop, prefix, settings
+    )
     try:
-        record = _windows_to_storage(
-            engine,
-            open_reader,
-            first,
-            stop,
-            prefix,
-            settings,
-            seek,
-            from_frame,
-            queue_windows,
-            frames,
-        )
+        record = store(seek, from_frame, queue_windows, frames)
     except SeekMismatch:  # variable frame rate: number frames by decoding from the start
-        record = _windows_to_storage(
-            engine,
-            open_reader,
-            first,
-            stop,
-            prefix,
-            settings,
-            False,
-            from_frame,
-            queue_windows,
-            frames,
-        )
+        record = store(False, from_frame, queue_windows, frames)
     record["attempt"] = attempt
     record["seconds"] = time.perf_counter() - started  # the stitch sums these into the row
     write_bytes(join(prefix, DONE), json.dumps(record).encode(), settings)

@@ -158,19 +158,7 @@ def test_plan_prints_the_work_ahead_without_starting_anything(tmp_path, capsys):
         write_mp4v(videos / f"v{i}.mp4", moving_frames(count, 28, 42, seed=i), fps=10)
     (videos / "broken.mp4").write_bytes(b"not a video")
     save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
-    argv = [
-        "infer",
-        "--input",
-        str(videos),
-        "--output",
-        str(tmp_path / "out"),
-        "--checkpoint",
-        str(tmp_path / "tiny.ckpt"),
-        "--plan",
-        "--plan-fps",
-        "2",
-    ]
-    assert main(argv) == 0
+    assert main(_plan_argv(videos, tmp_path)) == 0
     printed = capsys.readouterr().out
     assert re.search(r"3 listed: 3 to do \([\d.]+ MB\), 0 done, 0 failed before", printed)
     assert "42 frames, 4 s of video (1 without a readable frame count)" in printed
@@ -186,7 +174,20 @@ def test_plan_estimates_from_a_sample_of_headers_with_an_interval(tmp_path, caps
     for i, count in enumerate(lengths):
         write_mp4v(videos / f"v{i:02d}.mp4", moving_frames(count, 28, 42, seed=i), fps=10)
     save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
-    argv = [
+    argv = _plan_argv(videos, tmp_path, "--plan-sample", "12")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("to do"))
+    assert "95% intervals from 12 of 40 headers, scaled by bytes" in line, line
+    match = re.search(r"to do +([\d,]+) ± ([\d,]+) frames", line)
+    estimate, half = (float(g.replace(",", "")) for g in match.groups())
+    assert 0 < half < estimate and abs(estimate - sum(lengths)) <= half  # the truth is inside
+    assert re.search(r"estimate +[\d.]+ ± [\d.]+ actor-hours at 2.0 frames/s", printed)
+
+
+def _plan_argv(videos, tmp_path, *extra: str) -> list[str]:
+    """`vda infer --plan` over a local folder with the tiny checkpoint, at 2 frames/s."""
+    return [
         "infer",
         "--input",
         str(videos),
@@ -197,14 +198,5 @@ def test_plan_estimates_from_a_sample_of_headers_with_an_interval(tmp_path, caps
         "--plan",
         "--plan-fps",
         "2",
-        "--plan-sample",
-        "12",
+        *extra,
     ]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    line = next(x for x in printed.splitlines() if x.startswith("to do"))
-    assert "95% intervals from 12 of 40 headers, scaled by bytes" in line, line
-    match = re.search(r"to do +([\d,]+) ± ([\d,]+) frames", line)
-    estimate, half = (float(g.replace(",", "")) for g in match.groups())
-    assert 0 < half < estimate and abs(estimate - sum(lengths)) <= half  # the truth is inside
-    assert re.search(r"estimate +[\d.]+ ± [\d.]+ actor-hours at 2.0 frames/s", printed)
