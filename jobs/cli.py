@@ -70,6 +70,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from vda.platform.core.connect import ClusterConnectError
     from vda.platform.data.layouts import LayoutError
     from vda.platform.storage import StorageError
+    from vda.platform.train.config import WorkersNotPlacedError
     from vda.platform.video import VideoDecodeError
 
     return (
@@ -82,6 +83,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         OnnxNetworkError,
         StorageError,
         VideoDecodeError,
+        WorkersNotPlacedError,
     )
 
 

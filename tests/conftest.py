@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -79,6 +80,23 @@ def bucket(s3_endpoint):
     return name
 
 
+def _start_local_ray(temp_dir: str) -> None:
+    import ray
+
+    ray.init(
+        num_cpus=LOCAL_CPUS,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+
+
+LOCAL_CPUS = 2
+_local_ray_dirs: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(s3_endpoint):
     """One local Ray instance (2 CPUs, dashboard on) for the whole session.
@@ -88,20 +106,59 @@ def ray_cluster(s3_endpoint):
     """
     import ray
 
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        _temp_dir=temp_dir,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    _local_ray_dirs.append(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    _start_local_ray(_local_ray_dirs[-1])
     try:
         yield ray
     finally:
         ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        for temp_dir in _local_ray_dirs:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def ray_left_as_found(request):
+    """After each test, the session's Ray has all its CPUs free again, or the test fails.
+
+    A test that leaves an actor, task or placement group holding CPU would otherwise
+    hang whatever comes next and needs every CPU (training waits for its workers
+    without end). The leaker is named here, and the cluster is restarted so that the
+    rest of the session runs."""
+    yield
+    import ray
+
+    if "ray_cluster" not in request.fixturenames or not ray.is_initialized():
+        return
+    deadline = time.monotonic() + RELEASE_GRACE_S  # ray.kill and task ends free CPU soon after
+    while ray.available_resources().get("CPU", 0.0) < LOCAL_CPUS:
+        if time.monotonic() > deadline:
+            held = _what_holds_ray()
+            ray.shutdown()
+            _local_ray_dirs.append(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+            _start_local_ray(_local_ray_dirs[-1])
+            pytest.fail(f"the test left Ray's CPUs held {RELEASE_GRACE_S:.0f} s after it: {held}")
+        time.sleep(0.2)
+
+
+RELEASE_GRACE_S = 30.0
+
+
+def _what_holds_ray() -> str:
+    import ray
+    from ray.util import state
+
+    free = ray.available_resources().get("CPU", 0.0)
+    try:
+        actors = state.list_actors(filters=[("state", "=", "ALIVE")], timeout=10)
+        tasks = state.list_tasks(filters=[("state", "=", "RUNNING")], timeout=10)
+        groups = state.list_placement_groups(filters=[("state", "=", "CREATED")], timeout=10)
+    except Exception as error:  # the description is best effort; the failure stands
+        return f"{free} of {LOCAL_CPUS} CPUs free; the state API failed: {error}"
+    return (
+        f"{free} of {LOCAL_CPUS} CPUs free; alive actors "
+        f"{[(a.class_name, a.name) for a in actors]}; running tasks {[t.name for t in tasks]}; "
+        f"placement groups {[g.name for g in groups]}"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,10 @@ class FaultConfig:
     fail_rank: int = 1
 
 
+class WorkersNotPlacedError(RuntimeError):
+    """The cluster could not place the training workers within `start_timeout_s`."""
+
+
 @dataclass
 class TrainConfig:
     name: str = "vda-train"  # the run id: a rerun with the same name resumes
@@ -71,7 +75,11 @@ class TrainConfig:
     precision: Precision = "auto"  # vda.model.precision: bf16 on a GPU that has it, fp32 off CUDA
     checkpoint_every_steps: int = 0  # 0: at epoch ends only
     keep_checkpoints: int = 2
-    max_failures: int = 0
+    max_failures: int = 0  # worker-group restarts, and also failed worker-group starts
+    # how long the workers may wait for the cluster to place them, each time they start:
+    # past it the run fails with the reason instead of waiting for ever (an autoscaler needs
+    # minutes to add a node; a request no node can meet never succeeds)
+    start_timeout_s: float = 600.0
     log_every_steps: int = 1
     log_flush_steps: int = 20  # logged steps per MLflow batch (sent beside training)
     seed: int = 0
@@ -98,6 +106,8 @@ class TrainConfig:
             raise ValueError("epochs and steps_per_epoch must be at least 1")
         if self.num_workers < 1:
             raise ValueError("num_workers must be at least 1")
+        if self.start_timeout_s <= 0:
+            raise ValueError(f"start_timeout_s must be positive, got {self.start_timeout_s}")
         if not self.model.freeze_encoder and self.trainable != "all":
             raise ValueError(
                 f"model.freeze_encoder=false contradicts trainable={self.trainable} (which "

@@ -6,10 +6,17 @@ into the same run), the Ray Datasets, and the final model upload. Ray Train
 handles DDP (gloo on CPU, NCCL on GPU), checkpoint storage
 (`RunConfig(storage_path, name)`; rerunning with the same pair resumes from
 the latest checkpoint) and worker restarts (`FailureConfig(max_failures)`).
+
+Every start of the worker group waits at most `start_timeout_s` for the cluster
+to place it (Ray Train's own default retries every 60 s for ever), and a start
+that times out counts against `max_failures` like a worker that dies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +29,42 @@ from ..core.tracking import tracked_run
 from ..data.pipeline import build_clip_dataset, read_manifest
 from ..storage import resolve
 from .checkpoints import read_checkpoint_state
-from .config import TrainConfig
+from .config import TrainConfig, WorkersNotPlacedError
 from .loop import train_loop_per_worker
 from .sources import dataset_key
 
 RUN_TAG = "vda.run_name"
+# Ray Train V2 reads it in the driver and hands it to its controller and workers
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+
+
+@contextlib.contextmanager
+def _start_deadline(config: TrainConfig) -> Iterator[None]:
+    """Ray Train's worker-group start timeout set to the config's for the length of a fit,
+    and its timeout error said in one line with what was asked for."""
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+    from ray.train.v2.api.exceptions import ControllerError
+
+    saved = os.environ.get(START_TIMEOUT_ENV)
+    os.environ[START_TIMEOUT_ENV] = str(config.start_timeout_s)
+    try:
+        yield
+    except ControllerError as error:
+        if not isinstance(error.controller_failure, WorkerGroupStartupTimeoutError):
+            raise
+        resources = {"CPU": config.cpus_per_worker}
+        if config.use_gpu:
+            resources["GPU"] = config.gpus_per_worker
+        raise WorkersNotPlacedError(
+            f"the cluster could not place {config.num_workers} training workers of "
+            f"{resources} ({config.placement_strategy}) within start_timeout_s="
+            f"{config.start_timeout_s:g} s, {config.max_failures + 1} time(s)"
+        ) from None
+    finally:
+        if saved is None:
+            os.environ.pop(START_TIMEOUT_ENV, None)
+        else:
+            os.environ[START_TIMEOUT_ENV] = saved
 
 
 @dataclass
@@ -139,7 +177,10 @@ def train(
                 name=config.name,
                 storage_path=storage_path,
                 storage_filesystem=filesystem,
-                failure_config=FailureConfig(max_failures=config.max_failures),
+                failure_config=FailureConfig(
+                    max_failures=config.max_failures,
+                    controller_failure_limit=config.max_failures,
+                ),
                 checkpoint_config=CheckpointConfig(
                     num_to_keep=config.keep_checkpoints,
                     checkpoint_score_attribute="val_abs_rel",
@@ -149,7 +190,8 @@ def train(
             ),
             datasets=datasets,
         )
-        result = trainer.fit()
+        with _start_deadline(config):
+            result = trainer.fit()
         # only checkpoints validated with their own weights rank (mid-epoch ones resume runs)
         validated = [pair for pair in result.best_checkpoints or [] if pair[1].get("validated")]
         best = min(validated, key=lambda pair: pair[1]["val_abs_rel"])[0] if validated else None

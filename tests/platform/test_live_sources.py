@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import pytest
 from videos import moving_frames, write_mp4v
 
@@ -66,3 +69,20 @@ def test_a_source_failing_after_frames_has_ended_and_before_any_is_an_error(tmp_
         with pytest.raises(VideoDecodeError, match=r"rtsp://\*\*\*@cam/live") as raised:
             list(source)
         assert "pw" not in str(raised.value)
+
+
+def test_a_slow_consumer_of_a_realtime_file_loses_the_oldest_frames_not_the_newest(tmp_path):
+    """40 frames played at 400 frames/s arrive in 0.1 s; a consumer taking 30 ms a frame
+    keeps up with one in twelve. The rest are dropped oldest first: what it gets is
+    increasing, ends with the final frame, and with the drops accounts for every frame."""
+    frames = 40
+    video = write_mp4v(tmp_path / "fast.mp4", moving_frames(frames, 28, 42), fps=400)
+    seen = []
+    with LiveSource(str(video), realtime=True, queue_frames=1) as source:
+        for frame in source:
+            seen.append(frame.index)
+            time.sleep(0.03)
+        assert source.read == frames
+        assert len(seen) + source.dropped == frames
+    assert source.dropped >= frames // 2
+    assert np.all(np.diff(seen) > 0) and seen[-1] == frames - 1

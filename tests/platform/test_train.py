@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from vda.platform.core.config import build
 from vda.platform.storage import list_files
-from vda.platform.train.config import TrainConfig
+from vda.platform.train.config import TrainConfig, WorkersNotPlacedError
 from vda.platform.train.driver import train
 
 pytestmark = pytest.mark.integration
@@ -97,6 +97,29 @@ def test_ddp_training_learns_keeps_ranks_identical_and_tracks_everything(
     requirements = mlflow.artifacts.load_text(models[0].artifact_location + "/requirements.txt")
     assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(requirements.split())
     assert any(line.startswith("vda==") for line in requirements.split())
+
+
+def test_workers_the_cluster_cannot_place_fail_the_run_after_start_timeout(
+    tmp_path, shards, train_bucket
+):
+    """Two workers of 2 CPUs on a 2-CPU cluster never fit: the run fails with what it asked
+    for once start_timeout_s has passed (Ray Train alone would retry every minute for
+    ever), its MLflow run is marked FAILED, and nothing is left holding the cluster."""
+    config = _config(
+        tmp_path, shards, train_bucket, "unplaceable", cpus_per_worker=2.0, start_timeout_s=3
+    )
+    with pytest.raises(
+        WorkersNotPlacedError,
+        match=r"place 2 training workers of \{'CPU': 2.0\} \(PACK\) within "
+        r"start_timeout_s=3 s, 1 time",
+    ):
+        train(config)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("tests").experiment_id],
+        filter_string="tags.`vda.run_name` = 'unplaceable'",
+    )
+    assert run.info.status == "FAILED"
 
 
 def _killed_worker_run(tmp_path, shards, train_bucket, name):
