@@ -6,6 +6,7 @@ FROM rayproject/ray:2.60.0-py311-gpu
 
 WORKDIR /home/ray/vda
 COPY --chown=ray:users pyproject.toml README.md ./
+COPY --chown=ray:users vda ./vda
 COPY --chown=ray:users model ./model
 COPY --chown=ray:users platform ./platform
 COPY --chown=ray:users jobs ./jobs

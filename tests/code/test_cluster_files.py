@@ -124,3 +124,11 @@ def test_dockerfile_base_matches_the_pinned_ray_and_python():
     base = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M).group(1)
     assert base.startswith(f"rayproject/ray:{_ray_version()}-py311")
     assert base.endswith("-gpu")
+
+
+def test_dockerfile_copies_the_package_root_and_every_folder_it_links():
+    """`pip install .` in the image sees only what was copied: the root and its links' targets."""
+    copied = set(re.findall(r"^COPY \S+ (\S+) \./", (ROOT / "Dockerfile").read_text(), re.M))
+    linked = {path.name for path in (ROOT / "vda").iterdir() if path.is_symlink()}
+    assert linked == {"model", "platform", "jobs"}
+    assert {"vda", *linked} <= copied

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = {"model": "vda.model", "platform": "vda.platform", "jobs": "vda.jobs", "api": "vda"}
+FOLDERS = {"model": "vda.model", "platform": "vda.platform", "jobs": "vda.jobs", "vda": "vda"}
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,18 +27,49 @@ def test_stdlib_platform_is_not_shadowed_from_the_repo_root():
     assert not (ROOT / "platform" / "__init__.py").exists()
 
 
-def test_every_code_folder_is_a_listed_package():
-    """Wheels (shipped to clusters) contain only listed packages: none may be forgotten."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    mapping = {v: k for k, v in config["package-dir"].items()}
-    found = set(mapping.values())  # the three mapped roots (vda.platform is a namespace)
-    for top, package in mapping.items():
-        for folder in [ROOT / top, *(p for p in (ROOT / top).rglob("*") if p.is_dir())]:
-            if "__pycache__" in folder.parts or not any(folder.glob("*.py")):
-                continue
-            relative = folder.relative_to(ROOT / top).parts
-            found.add(".".join((package, *relative)))
-    assert found == set(config["packages"])
+def test_the_package_root_links_the_three_code_folders():
+    """vda/ is the package; model/, platform/ and jobs/ stay top-level, linked into it."""
+    for name in ("model", "platform", "jobs"):
+        link = ROOT / "vda" / name
+        assert link.is_symlink() and link.resolve() == ROOT / name
+    import vda.platform
+
+    assert list(vda.platform.__path__) == [str(ROOT / "vda" / "platform")]  # no other portion
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_every_module_and_imports_them_all_outside_the_checkout(tmp_path):
+    """The wheel (what `vda submit` ships and the image installs) has every module of the
+    checkout, and each imports from a folder that is not the checkout, with only the
+    dependencies' site-packages beside it (`python -S`: no editable-install hook)."""
+    wheels, target = tmp_path / "wheels", tmp_path / "installed"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels)]
+    subprocess.run([*build, str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = wheels.glob("vda-*.whl")
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target"]
+    subprocess.run([*install, str(target), str(wheel)], check=True, capture_output=True)
+    checkout = {
+        ("vda", *path.relative_to(ROOT).with_suffix("").parts)
+        for folder in ("model", "platform", "jobs")
+        for path in (ROOT / folder).rglob("*.py")
+    } | {("vda", "__init__")}
+    installed = {
+        path.relative_to(target).with_suffix("").parts for path in (target / "vda").rglob("*.py")
+    }
+    assert installed == checkout
+    modules = sorted(".".join(parts).removesuffix(".__init__") for parts in installed)
+    site = next(Path(p) for p in sys.path if p.endswith("site-packages"))
+    code = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
+    code += "import vda; print(vda.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code, *modules],
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{target}:{site}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == str(target / "vda" / "__init__.py")
 
 
 def test_cli_lists_every_job():

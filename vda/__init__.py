@@ -8,23 +8,17 @@ The jobs are the `vda` command; this is the Python API a script or a robot calls
 
 Names are imported on first use, so `import vda.model` stays as light as it is
 (every `vda.*` import runs this file first).
+
+This folder is the package root. Its `model`, `platform` and `jobs` are links to the
+repository's top-level folders of those names, so a checkout imports exactly as the
+installed wheel (where they are plain folders): docs/architecture.md says why.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 __all__ = ["online"]
-
-# Installed from a wheel, model/, platform/ and jobs/ sit inside this package's folder. In a
-# checkout (the editable install of `make venv`) they are siblings of api/, and
-# `vda.platform`, a namespace package (an __init__.py there would shadow the standard
-# library's `platform` whenever the checkout is on sys.path), is found only through the
-# checkout's root: search it too.
-_checkout = Path(__file__).resolve().parent.parent
-if (_checkout / "api" / "__init__.py").is_file() and (_checkout / "platform").is_dir():
-    __path__.append(str(_checkout))
 
 
 def __getattr__(name: str) -> Any:
