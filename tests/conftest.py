@@ -7,6 +7,7 @@ local cluster, shared by the whole session because it takes seconds to start.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import subprocess
@@ -114,6 +115,21 @@ def ray_cluster(s3_endpoint):
         ray.shutdown()
         for temp_dir in _local_ray_dirs:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def hard_hang_ends_the_session(request):
+    """pytest-timeout's signal is handled only when the main thread runs Python again; a
+    test stuck inside C code would hold CI until its own limit. Past the test's timeout
+    plus a grace, faulthandler's C thread prints every thread's stack and ends pytest."""
+    marker = request.node.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker else float(request.config.getini("timeout"))
+    faulthandler.dump_traceback_later(limit + HARD_HANG_GRACE_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+HARD_HANG_GRACE_S = 120.0
 
 
 @pytest.fixture(autouse=True)

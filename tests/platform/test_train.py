@@ -43,6 +43,7 @@ def _config(tmp_path, shards, bucket, name, **overrides):
         "steps_per_epoch": 12,
         "num_workers": 2,
         "cpus_per_worker": 0.5,
+        "start_timeout_s": 120,  # the workers fit at once, or something holds the cluster
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "tests"},
     }
     for key, value in overrides.items():
