@@ -9,41 +9,41 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from vda.model.checkpoint import file_sha256
+from vda.model.config import ModelConfig
 from vda.model.inference import (
     InferenceConfig,
+    OnlineDepthEngine,
     SpeedOptions,
     StreamingDepthEngine,
     WindowConfig,
 )
-from vda.platform.core.config import ConfigError
-from vda.platform.video import (
-    DecodeOptions,
-    DepthOutputs,
-    OutputOptions,
-    VideoDecodeError,
-    open_video,
-)
+from vda.model.precision import pick_device
+from vda.platform.video import DepthOutputs, VideoDecodeError, open_video
+from vda.platform.video.depth_config import DepthConfig
 from vda.platform.video.metadata import run_metadata
 from vda.platform.video.pointcloud import Intrinsics, sidecar_intrinsics
 from vda.platform.video.process import depth_for_video
-from vda.platform.video.scenes import SceneCutOptions
 from vda.platform.weights import Weights, read_weights
 from vda.platform.weights.hub import released
+
+from .options import print_config, resolve_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "videos",
+        "inputs",
         nargs="*",
-        type=Path,
-        help="video files, or folders of numbered images (PNG, JPEG, TIFF, EXR) as one video each",
+        metavar="VIDEO|key=value",
+        help="video files, or folders of numbered images (PNG, JPEG, TIFF, EXR) as one video "
+        "each (key: videos); arguments of the form key=value are config overrides",
     )
     parser.add_argument(
         "--online",
@@ -55,14 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--realtime",
         action="store_true",
+        default=None,
         help="with --online and a file: play it at its frame rate and drop the frames the model "
         "cannot keep up with, as a camera would deliver them",
     )
     parser.add_argument(
         "--queue-frames",
         type=int,
-        default=1,
-        help="with --online: frames that may wait for the model; beyond them the oldest is dropped",
+        help="with --online: frames that may wait for the model; beyond them the oldest is "
+        "dropped (default 1)",
     )
     parser.add_argument(
         "--serve-preview",
@@ -72,12 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sequence-fps",
         type=float,
-        default=None,
         help="frame rate of image-sequence folders (else their sequence.json, else 24)",
     )
     parser.add_argument(
         "--checkpoint",
-        default="vits",
         help="a released model by name (vits, vitb, vitl, metric-vits, metric-vitb, metric-vitl; "
         "fetched once into the Hugging Face cache; default vits, Apache-2.0), or an official "
         "VDA or vda checkpoint file, local or s3:// (with --engine onnx: NAME.onnx from "
@@ -86,17 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         choices=("torch", "onnx"),
-        default="torch",
         help="onnx: the same windowing on ONNX Runtime (CPU; CUDA/TensorRT providers if present)",
     )
-    parser.add_argument("-o", "--output", type=Path, default=Path("outputs"), help="output folder")
-    parser.add_argument("--input-size", type=int, default=518)
-    parser.add_argument("--max-res", type=int, default=1280)
-    parser.add_argument("--max-len", type=int, default=-1)
-    parser.add_argument("--target-fps", type=float, default=-1)
+    parser.add_argument("-o", "--output", type=str, help="output folder (default outputs)")
+    parser.add_argument("--input-size", type=int, help="default 518")
+    parser.add_argument("--max-res", type=int, help="default 1280")
+    parser.add_argument("--max-len", type=int, help="default -1: every frame")
+    parser.add_argument("--target-fps", type=float, help="default -1: the source's rate")
     parser.add_argument("--fp32", action="store_true", help="no autocast on GPU")
-    parser.add_argument("--precision", choices=("fp16", "bf16"), default="fp16")
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
+    parser.add_argument(
+        "--precision", choices=("fp16", "bf16"), help="autocast type on GPU (default fp16)"
+    )
+    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if any)")
     parser.add_argument("--no-cache", action="store_true", help="re-encode context frames")
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the network (pays on long videos)"
@@ -106,13 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no speed levers: the engine as first built (to compare or rule them out)",
     )
-    parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--chunk-frames", type=int, default=256)
+    parser.add_argument("--window", type=int, help="default 32")
+    parser.add_argument("--chunk-frames", type=int, help="default 256")
     parser.add_argument(
         "--depth-dtype",
-        default="float16",
         choices=("float16", "float32"),
-        help="depth arrays' type (float32: exact, twice the bytes)",
+        help="depth arrays' type (default float16; float32: exact, twice the bytes)",
     )
     parser.add_argument("--png16", action="store_true", help="also write 16-bit PNG frames")
     parser.add_argument("--exr", action="store_true", help="also OpenEXR depth per frame (Z)")
@@ -120,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ply", action="store_true", help="coloured point clouds (metric checkpoints)"
     )
-    parser.add_argument("--ply-every", type=int, default=10, help="a point cloud every N frames")
+    parser.add_argument("--ply-every", type=int, help="a point cloud every N frames (default 10)")
     parser.add_argument("--focal-length-x", type=float, help="pixels, source video")
     parser.add_argument("--focal-length-y", type=float, help="pixels, source video")
     parser.add_argument("--principal-x", type=float, help="default: image centre")
@@ -130,10 +129,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="restart the window chain at each detected cut (PySceneDetect ContentDetector)",
     )
-    parser.add_argument("--scene-threshold", type=float, default=27.0)
+    parser.add_argument("--scene-threshold", type=float, help="default 27")
     parser.add_argument("--no-preview", action="store_true")
     parser.add_argument("--grayscale", action="store_true", help="also a grayscale preview")
     parser.add_argument("--side-by-side", action="store_true", help="also an RGB | depth video")
+    parser.add_argument("--config", help="YAML config file (keys: `vda depth --print-config`)")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+
+
+# each flag is a shorthand for one key: (flag's dest, key, value when the flag is a switch)
+FLAG_KEYS: tuple[tuple[str, str, object], ...] = (
+    ("online", "online.source", None),
+    ("realtime", "online.realtime", None),
+    ("queue_frames", "online.queue_frames", None),
+    ("serve_preview", "online.serve_preview", None),
+    ("sequence_fps", "sequence_fps", None),
+    ("checkpoint", "checkpoint", None),
+    ("engine", "engine", None),
+    ("output", "output", None),
+    ("input_size", "input_size", None),
+    ("max_res", "decode.max_res", None),
+    ("max_len", "decode.max_len", None),
+    ("target_fps", "decode.target_fps", None),
+    ("precision", "precision", None),
+    ("fp32", "precision", "fp32"),
+    ("device", "device", None),
+    ("no_cache", "cache_encoder", False),
+    ("compile", "speed.compile", True),
+    ("window", "window", None),
+    ("chunk_frames", "outputs.chunk_frames", None),
+    ("depth_dtype", "outputs.depth_dtype", None),
+    ("png16", "outputs.png16", True),
+    ("exr", "outputs.exr", True),
+    ("exr_half", "outputs.exr_half", True),
+    ("ply", "outputs.ply", True),
+    ("ply_every", "outputs.ply_every", None),
+    ("focal_length_x", "outputs.focal_length_x", None),
+    ("focal_length_y", "outputs.focal_length_y", None),
+    ("principal_x", "outputs.principal_x", None),
+    ("principal_y", "outputs.principal_y", None),
+    ("scene_cuts", "scene_cuts.enabled", True),
+    ("scene_threshold", "scene_cuts.threshold", None),
+    ("no_preview", "outputs.preview", False),
+    ("grayscale", "outputs.grayscale", True),
+    ("side_by_side", "outputs.side_by_side", True),
+)
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")  # key=value; a path like ./a=b.mp4 is a video
+
+
+def depth_config(args: argparse.Namespace) -> DepthConfig:
+    """Defaults <- --config <- flags given <- key=value overrides, built and checked as
+    every job's config is. Switches (--png16, --no-cache ...) set their key only when given."""
+    overrides = [item for item in args.inputs if OVERRIDE.match(item)]
+    videos = [item for item in args.inputs if not OVERRIDE.match(item)]
+    flags: dict[str, object] = {"videos": videos or None}
+    if args.baseline_engine:  # a whole section: each of its keys (--compile may follow)
+        flags |= {f"speed.{name}": v for name, v in asdict(SpeedOptions.baseline()).items()}
+    for dest, key, switch_value in FLAG_KEYS:
+        given = getattr(args, dest)
+        if switch_value is None:
+            if given is not None:
+                flags[key] = given
+        elif given:
+            flags[key] = switch_value
+    args.overrides = overrides
+    return resolve_config(DepthConfig, args, flags)
 
 
 def announced_weights(checkpoint: str) -> Weights:
@@ -145,89 +207,53 @@ def announced_weights(checkpoint: str) -> Weights:
     return weights
 
 
-def output_options(args: argparse.Namespace) -> OutputOptions:
-    """What `vda depth` writes per video, online or not."""
-    return OutputOptions(
-        chunk_frames=args.chunk_frames,
-        depth_dtype=args.depth_dtype,
-        png16=args.png16,
-        exr=args.exr,
-        exr_half=args.exr_half,
-        ply=args.ply,
-        ply_every=args.ply_every,
-        focal_length_x=args.focal_length_x,
-        focal_length_y=args.focal_length_y,
-        principal_x=args.principal_x,
-        principal_y=args.principal_y,
-        preview=not args.no_preview,
-        grayscale=args.grayscale,
-        side_by_side=args.side_by_side,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.online is not None:
-        return run_online(args)
-    if not args.videos:
-        raise ConfigError("name at least one video (or a live source with --online SOURCE)")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.engine == "onnx":
+    config = depth_config(args)
+    if args.print_config:
+        print_config(config)
+        return 0
+    if config.online.source is not None:
+        return run_online(config)
+    device = pick_device(config.device)
+    if config.engine == "onnx":
         from vda.model.onnx_runtime import OnnxNetwork
 
-        model = OnnxNetwork(args.checkpoint, device)
-        checkpoint_hash, source, license = file_sha256(args.checkpoint), args.checkpoint, None
+        model = OnnxNetwork(config.checkpoint, device)
+        checkpoint = Checkpoint(config.checkpoint, file_sha256(config.checkpoint))
+        device = "cpu"  # ONNX Runtime picks its own device; the windows are prepared on CPU
     else:
-        weights = announced_weights(args.checkpoint)
-        model, checkpoint_hash = weights.load_model(), weights.sha256
-        source, license = weights.source, weights.license
-    config = InferenceConfig(
-        window=WindowConfig(length=args.window),
-        input_size=args.input_size,
-        precision="fp32" if args.fp32 else args.precision,
-        cache_encoder=not args.no_cache,
-        speed=SpeedOptions.baseline() if args.baseline_engine else SpeedOptions(),
+        weights = announced_weights(config.checkpoint)
+        model = weights.load_model()
+        checkpoint = Checkpoint(weights.source, weights.sha256, weights.license)
+    inference = InferenceConfig(
+        window=WindowConfig(length=config.window),
+        input_size=config.input_size,
+        precision=config.precision,
+        cache_encoder=config.cache_encoder,
+        speed=config.speed,
     )
-    config.speed.compile = args.compile
-    engine_device = "cpu" if args.engine == "onnx" else device  # ORT picks its own device
-    engine = StreamingDepthEngine(model, config, device=engine_device)
-    decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
-    outputs = output_options(args)
+    engine = StreamingDepthEngine(model, inference, device=device)
     failures = 0
-    for video in args.videos:
+    for video in map(Path, config.videos):
         try:
-            with open_video(video, decode, sequence_fps=args.sequence_fps) as reader:
-                folder = args.output / (video.name if video.is_dir() else video.stem)
-                total = reader.frame_count_estimate
+            with open_video(video, config.decode, sequence_fps=config.sequence_fps) as reader:
+                folder = Path(config.output) / (video.name if video.is_dir() else video.stem)
                 sidecar = sidecar_intrinsics(video)
                 intrinsics = Intrinsics.from_sidecar(sidecar) if sidecar.exists() else None
-                depth_outputs = DepthOutputs(
-                    folder, reader.info, outputs, metric=model.config.metric, intrinsics=intrinsics
+                metric = model.config.metric
+                outputs = DepthOutputs(
+                    folder, reader.info, config.outputs, metric=metric, intrinsics=intrinsics
                 )
-                with tqdm(total=total, desc=video.name, unit="frame") as bar:
+                with tqdm(total=reader.frame_count_estimate, desc=video.name, unit="frame") as bar:
                     result = depth_for_video(
                         engine,
                         reader.frames(),
-                        depth_outputs,
-                        metadata=lambda: run_metadata(
-                            model_size=model.config.size,
-                            metric=model.config.metric,
-                            checkpoint=args.checkpoint,
-                            checkpoint_sha256=checkpoint_hash,
-                            input_size=args.input_size,
-                            precision=engine.precision,  # what ran, not what was asked
-                            device=str(engine.device),
-                            max_res=args.max_res,
-                            target_fps=args.target_fps,
-                            max_len=args.max_len,
-                            window=args.window,
-                            speed=config.speed,
-                            alignments=engine.alignments,
-                            engine=args.engine,
-                            checkpoint_source=source,
-                            checkpoint_license=license,
+                        outputs,
+                        metadata=lambda: depth_metadata(
+                            config, model.config, checkpoint, engine, engine.alignments
                         ),
                         on_frame=lambda _: bar.update(1),
-                        scene_cuts=SceneCutOptions(args.scene_cuts, args.scene_threshold),
+                        scene_cuts=config.scene_cuts,
                     )
             print(f"{video}: {result.frames} frames in {result.seconds:.1f} s -> {folder}")
         except (VideoDecodeError, ValueError) as error:  # a bad video, sidecar or option
@@ -236,87 +262,93 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def run_online(args: argparse.Namespace) -> int:
-    """`vda depth --online SOURCE`: one live source, depth per frame, latency at the end."""
-    from vda.model.inference import OnlineDepthEngine
-    from vda.platform.online import MjpegPreview, OnlineStream
-    from vda.platform.online.job import write_online
-    from vda.platform.video.live import LiveSource
+@dataclass
+class Checkpoint:
+    """The checkpoint file a run read, for its metadata."""
 
-    if args.videos:
-        raise ConfigError("--online takes one source; name videos without it")
-    offline_only = {
-        "--engine onnx": args.engine != "torch",
-        "--scene-cuts": args.scene_cuts,
-        "--no-cache": args.no_cache,
-        "--compile": args.compile,
-        "--baseline-engine": args.baseline_engine,
-    }
-    if any(offline_only.values()):
-        raise ConfigError(
-            f"--online runs the PyTorch network one frame at a time, without "
-            f"{', '.join(flag for flag, given in offline_only.items() if given)} (they are the "
-            "offline engine's: ONNX exports have no temporal cache, there is no window chain)"
-        )
-    preview_at = None
-    if args.serve_preview:
-        host, _, port = args.serve_preview.rpartition(":")
-        if not port.isdigit():
-            raise ConfigError(f"--serve-preview takes [HOST:]PORT, got {args.serve_preview!r}")
-        preview_at = (host or "127.0.0.1", int(port))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    weights = announced_weights(args.checkpoint)
-    model = weights.load_model()
-    precision = "fp32" if args.fp32 else args.precision
-    engine = OnlineDepthEngine(
-        model, args.input_size, precision, device, WindowConfig(length=args.window)
+    source: str
+    sha256: str
+    license: str | None = None
+
+
+def depth_metadata(
+    config: DepthConfig,
+    model: ModelConfig,
+    checkpoint: Checkpoint,
+    engine: StreamingDepthEngine | OnlineDepthEngine,
+    alignments: list,
+    **online: object,
+) -> dict:
+    """What ran (`precision` and `device` as computed, not as asked), for metadata.json."""
+    return run_metadata(
+        model_size=model.size,
+        metric=model.metric,
+        checkpoint=config.checkpoint,
+        checkpoint_sha256=checkpoint.sha256,
+        input_size=config.input_size,
+        precision=engine.precision,
+        device=str(engine.device),
+        max_res=config.decode.max_res,
+        target_fps=config.decode.target_fps,
+        max_len=config.decode.max_len,
+        window=config.window,
+        speed=config.speed if not online else {},
+        alignments=alignments,
+        engine=config.engine,
+        checkpoint_source=checkpoint.source,
+        checkpoint_license=checkpoint.license,
+        mode="online" if online else "offline",
+        **online,
     )
-    decode = DecodeOptions(max_res=args.max_res, target_fps=args.target_fps, max_len=args.max_len)
+
+
+def run_online(config: DepthConfig) -> int:
+    """`vda depth --online SOURCE`: one live source, depth per frame, latency at the end."""
+    from vda.platform.online import MjpegPreview
+    from vda.platform.online.job import write_online
+    from vda.platform.online.stream import online
+
+    options = config.online
+    weights = announced_weights(config.checkpoint)
+    checkpoint = Checkpoint(weights.source, weights.sha256, weights.license)
     with contextlib.ExitStack() as resources:  # whatever started is stopped, on any error
+        stream = resources.enter_context(
+            online(
+                options.source,
+                weights,
+                device=config.device,
+                input_size=config.input_size,
+                precision=config.precision,
+                max_res=config.decode.max_res,
+                target_fps=config.decode.target_fps,
+                max_len=config.decode.max_len,
+                window=config.window,
+                realtime=options.realtime or None,
+                queue_frames=options.queue_frames,
+            )
+        )
+        model, source = stream.engine.model.config, stream.source
         preview = None
-        if preview_at is not None:
+        if (address := options.preview_address()) is not None:
             preview = resources.enter_context(
-                MjpegPreview(preview_at[1], preview_at[0], metric=model.config.metric)
+                MjpegPreview(address[1], address[0], metric=model.metric)
             )
             print(f"live depth at {preview.url}", flush=True)
-        source = resources.enter_context(
-            LiveSource(args.online, decode, args.realtime or None, args.queue_frames)
-        )
-        stream = OnlineStream(engine, source, weights)
-        folder = args.output / source.info.name
-        outputs = DepthOutputs(
-            folder, source.info, output_options(args), metric=model.config.metric
-        )
+        folder = Path(config.output) / source.info.name
+        outputs = DepthOutputs(folder, source.info, config.outputs, metric=model.metric)
 
         def metadata() -> dict:
-            return run_metadata(
-                model_size=model.config.size,
-                metric=model.config.metric,
-                checkpoint=args.checkpoint,
-                checkpoint_sha256=weights.sha256,
-                input_size=args.input_size,
-                precision=engine.precision,
-                device=str(engine.device),
-                max_res=args.max_res,
-                target_fps=args.target_fps,
-                max_len=args.max_len,
-                window=args.window,
-                speed={},
-                alignments=[],
-                checkpoint_source=weights.source,
-                checkpoint_license=weights.license,
-                mode="online",
-                online={
-                    "source": source.display,
-                    "kind": source.kind,
-                    "realtime": source.realtime,
-                    "queue_frames": args.queue_frames,
-                    "read": source.read,
-                    "dropped": source.dropped,
-                    "ended_by": source.ended_by,
-                    **stream.latency.summary(),
-                },
-            )
+            live = {
+                "source": source.display,
+                "kind": source.kind,
+                "realtime": source.realtime,
+                "queue_frames": options.queue_frames,
+                "read": source.read,
+                "dropped": source.dropped,
+                "ended_by": source.ended_by,
+                **stream.latency.summary(),
+            }
+            return depth_metadata(config, model, checkpoint, stream.engine, [], online=live)
 
         total = None if source.realtime else source.info.frame_count_hint  # drops: unknown
         with tqdm(total=total, desc=source.info.name, unit="frame") as bar:

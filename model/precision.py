@@ -44,3 +44,11 @@ def autocast_dtype(
 def precision_used(precision: Precision, device: torch.device | str, use: Use = "inference") -> str:
     """What a run with this setting computes in: "fp32", "fp16" or "bf16" (recorded in outputs)."""
     return _NAMES[autocast_dtype(precision, device, use)]
+
+
+def pick_device(asked: str | torch.device | None = None, gpu: bool = True) -> str:
+    """The device a run computes on: the one asked for, else the first GPU when there is one
+    and the run may use it, else the CPU. Every job and the Python API decide it here."""
+    if asked is not None:
+        return str(asked)
+    return "cuda" if gpu and torch.cuda.is_available() else "cpu"

@@ -22,7 +22,7 @@ weights are downloaded. The measuring is in `engine_variants` (speed) and
 
 from __future__ import annotations
 
-import torch
+from vda.model.precision import pick_device
 
 from .engine_memory import measure_memory
 from .engine_online import measure_online
@@ -72,7 +72,7 @@ def run_inference_bench(
     engine: str = "torch",
     online: bool = False,
 ) -> dict:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(device)
     print(f"machine: {describe_machine(device)}", flush=True)
     report: dict = {"machine": describe_machine(device)}
     if engine == "onnx":

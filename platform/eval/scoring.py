@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vda.model.metrics import SequenceResult, mean_over_sequences
+from vda.model.precision import pick_device
 
 from ..storage import S3Settings
 from .config import EvalConfig
@@ -59,7 +60,6 @@ def _score(
 
 def score_sequence(plan: EvalPlan, entry: dict[str, Any]) -> dict[str, Any]:
     """{mode: SequenceResult} for one sequence; {} when outputs have none for it."""
-    import torch
 
     from vda.model.strategies import predict_video
 
@@ -98,7 +98,7 @@ def score_sequence(plan: EvalPlan, entry: dict[str, Any]) -> dict[str, Any]:
         metric = config.outputs_metric if config.outputs_metric is not None else loaded.metric
         predictions["outputs"] = (fitted, bool(metric))
     else:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = pick_device()
         rgb = data.rgb[infer_at]
         if plan.preset is not None and plan.preset.crop_input:
             rgb = np.ascontiguousarray(np.moveaxis(crop.apply(np.moveaxis(rgb, -1, 1)), 1, -1))

@@ -33,6 +33,7 @@ import ray
 
 from vda.model.checkpoint import CheckpointError
 from vda.model.inference import WindowConfig
+from vda.model.precision import pick_device
 
 from ..core.config import build
 from ..storage import exists, join, write_bytes
@@ -84,7 +85,7 @@ class VideoDepthWorker:
                 f"(sha256 {self.sha[:12]}... then, {weights.sha256[:12]}... on this node)"
             )
         model = weights.load_model()
-        device = "cuda" if torch.cuda.is_available() and actors.gpus_per_actor else "cpu"
+        device = pick_device(gpu=actors.gpus_per_actor > 0)
         self.engine = StreamingDepthEngine(
             model,
             InferenceConfig(

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vda.model.inference import OnlineDepthEngine
-from vda.model.precision import Precision
+from vda.model.inference import OnlineDepthEngine, WindowConfig
+from vda.model.precision import Precision, pick_device
 from vda.model.transforms import DEFAULT_INPUT_SIZE
 from vda.platform.video.decode import DecodeOptions
 from vda.platform.video.live import LiveSource
@@ -120,13 +120,15 @@ class OnlineStream:
 
 def online(
     source: str | int,
-    checkpoint: str = "vits",
+    checkpoint: str | Weights = "vits",
     *,
     device: str | torch.device | None = None,
     input_size: int = DEFAULT_INPUT_SIZE,
     precision: Precision = "auto",
     max_res: int = 1280,
+    target_fps: float = -1.0,
     max_len: int = -1,
+    window: int = 32,
     realtime: bool | None = None,
     queue_frames: int = 1,
 ) -> OnlineStream:
@@ -137,15 +139,21 @@ def online(
 
     `source`: a camera index, an rtsp:// / http(s):// (or other FFmpeg) stream URL, or a
     video file. `checkpoint`: a released name (vits, vitb, vitl, metric-*; fetched once
-    into the Hugging Face cache), a file or an s3:// URI. A camera or stream that runs ahead
-    of the model has its oldest waiting frames dropped (`stream.dropped` counts them); a
-    file gives every frame unless `realtime=True` plays it at its frame rate.
+    into the Hugging Face cache), a file or an s3:// URI, or weights already read. A camera
+    or stream that runs ahead of the model has its oldest waiting frames dropped
+    (`stream.dropped` counts them); a file gives every frame unless `realtime=True` plays
+    it at its frame rate. `vda depth --online` sets up its stream here too.
     """
-    weights = read_weights(checkpoint)
-    if weights.license:
+    weights = checkpoint if isinstance(checkpoint, Weights) else read_weights(checkpoint)
+    if weights.license and not isinstance(checkpoint, Weights):  # the caller announced its own
         log.info("checkpoint %s = %s: license %s", checkpoint, weights.source, weights.license)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    engine = OnlineDepthEngine(weights.load_model(), input_size, precision, device)
-    options = DecodeOptions(max_res=max_res, max_len=max_len)
+    engine = OnlineDepthEngine(
+        weights.load_model(),
+        input_size,
+        precision,
+        pick_device(device),
+        WindowConfig(length=window),
+    )
+    options = DecodeOptions(max_res=max_res, target_fps=target_fps, max_len=max_len)
     live = LiveSource(str(source), options, realtime=realtime, queue_frames=queue_frames)
     return OnlineStream(engine, live, weights)

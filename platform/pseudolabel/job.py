@@ -73,15 +73,13 @@ class TeacherLabeler:
         import torch
 
         from vda.model.inference import InferenceConfig
-        from vda.model.precision import precision_used
+        from vda.model.precision import pick_device, precision_used
 
         self.config = build(PseudoLabelConfig, config)
         actors = self.config.actors
         torch.set_num_threads(actors.torch_threads or max(1, math.ceil(actors.cpus_per_actor)))
         self.model = read_weights(self.config.teacher, self.config.s3).load_model().eval()
-        self.device = torch.device(
-            "cuda" if torch.cuda.is_available() and actors.gpus_per_actor else "cpu"
-        )
+        self.device = torch.device(pick_device(gpu=actors.gpus_per_actor > 0))
         self.model.to(self.device)
         self.inference = InferenceConfig(
             input_size=self.config.input_size, precision=self.config.precision

@@ -115,3 +115,48 @@ def test_depth_job_reports_a_broken_video_and_finishes_the_rest(tmp_path, checkp
     assert "broken.mp4: FAILED: cannot open video" in capsys.readouterr().err
     assert (out / "good" / "depth.npz").exists()
     assert not (out / "broken").exists()
+
+
+def test_depth_config_from_a_file_flags_and_overrides_in_that_order(tmp_path, capsys):
+    """Flags are shorthands for keys: the file sets keys, a flag overrides the file, a
+    key=value overrides both, and switches set their key only when given."""
+    import yaml
+
+    config = tmp_path / "depth.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "videos": ["from-file.mp4"],
+                "input_size": 266,
+                "outputs": {"png16": True, "chunk_frames": 64},
+                "decode": {"max_res": 640},
+            }
+        )
+    )
+    argv = ["depth", "--config", str(config), "--input-size", "308", "--no-cache"]
+    argv += ["--baseline-engine", "--compile", "decode.max_res=720", "--print-config"]
+    assert main(argv) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["videos"] == ["from-file.mp4"]  # no video named: the file's stand
+    assert printed["input_size"] == 308 and printed["decode"]["max_res"] == 720
+    assert printed["outputs"]["png16"] is True and printed["outputs"]["chunk_frames"] == 64
+    assert printed["outputs"]["preview"] is True  # --no-preview not given: the default stands
+    assert printed["cache_encoder"] is False
+    assert printed["speed"]["compile"] is True and printed["speed"]["channels_last"] is False
+    assert main(["depth", "a.mp4", "./b=c.mp4", "--fp32", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["videos"] == ["a.mp4", "./b=c.mp4"] and printed["precision"] == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["a.mp4", "outputs.colour=red"], "unknown config key(s) outputs.colour"),
+        (["a.mp4", "input_size=big"], "input_size: expected an integer"),
+        (["a.mp4", "online.queue_frames=0"], "online.queue_frames must be at least 1"),
+    ],
+)
+def test_bad_depth_config_keys_are_named(arguments, message, capsys):
+    assert main(["depth", *arguments, "--print-config"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
