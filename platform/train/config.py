@@ -24,6 +24,11 @@ class DataConfig:
     # several sets mixed by weight (replaces `train`): video clips and pseudo-labelled images
     sources: list[SourceConfig] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        names = [source.name for source in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.sources: names must differ, got {names}")
+
     def training_sets(self) -> list[SourceConfig]:
         return self.sources or [SourceConfig(name="train", path=self.train)]
 
@@ -87,15 +92,12 @@ class TrainConfig:
     s3: S3Settings = field(default_factory=S3Settings)
     fault: FaultConfig = field(default_factory=FaultConfig)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # its sections check their own keys; here what spans two
         if self.data.clip.clip_len > self.model.num_frames:
             raise ValueError(
                 f"data.clip.clip_len {self.data.clip.clip_len} exceeds model.num_frames "
                 f"{self.model.num_frames} (the temporal position encoding)"
             )
-        names = [source.name for source in self.data.sources]
-        if len(set(names)) != len(names):
-            raise ValueError(f"data.sources: names must differ, got {names}")
         for source in self.data.sources:
             if (source.clip_len or 1) > self.model.num_frames:
                 raise ValueError(

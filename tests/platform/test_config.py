@@ -95,3 +95,22 @@ def test_an_unfrozen_encoder_with_a_head_only_schedule_is_refused_naming_both_ke
     assert not build(
         TrainConfig, {"model": {"freeze_encoder": False}, "trainable": "all"}
     ).model.freeze_encoder
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.sources=[{name: a, path: x}, {name: a, path: y}]", "data.sources: names must"),
+        ("data.sources=[{name: a, path: x, weight: 0}]", "data.sources: 'a' needs a positive"),
+        ("start_timeout_s=0", "start_timeout_s must be positive"),
+        ("data.clip.clip_len=64", "data.clip.clip_len 64 exceeds model.num_frames 32"),
+    ],
+)
+def test_training_config_checks_name_the_key_at_its_own_section(override, message):
+    """A section checks its own keys (data.sources in DataConfig); the top checks what spans
+    two sections (a clip longer than the model's frames)."""
+    from vda.platform.train.config import TrainConfig
+
+    with pytest.raises(ConfigError) as info:
+        load_config(TrainConfig, None, [override])
+    assert message in str(info.value)
