@@ -77,8 +77,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     infer.add_argument("--width", type=int, default=960, help="with --stages")
     infer.add_argument("--height", type=int, default=540, help="with --stages")
     infer.add_argument("--json", type=Path, help="also write the report here")
-    plan = sub.add_parser("plan", help="planning N listed videos: driver seconds and memory")
-    plan.add_argument("--videos", type=int, default=1_000_000)
+    plan = sub.add_parser(
+        "plan", help="planning listed videos: driver seconds and bytes per video (the slope)"
+    )
+    plan.add_argument(
+        "--videos", type=int, default=1_000_000, help="synthetic keys, in memory only"
+    )
+    plan.add_argument(
+        "--listed",
+        type=int,
+        default=100_000,
+        help="objects on a loopback S3 server, planned by the real code (0: skip)",
+    )
     plan.add_argument("--json", type=Path, help="also write the report here")
 
 
@@ -130,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
         report = run_stage_bench(args.frames, args.width, args.height, 518)
     elif args.bench == "plan":
-        from vda.platform.bench.bulk_overhead import run_plan_bench
+        from vda.platform.bench.plan_scale import run_plan_bench
 
-        report = run_plan_bench(args.videos)
+        report = run_plan_bench(args.videos, args.listed)
     elif args.bench == "infer":
         from vda.platform.bench.bulk_throughput import run_infer_bench
 

@@ -6,7 +6,7 @@
 - `engine_timing`: the harness: one engine over a synthetic clip, warmed up, timed
 - `bulk_throughput`: `vda bench infer` (and `--long`): the bulk job vs the bare model,
   split long videos vs the ideal makespan
-- `bulk_overhead`: `vda bench infer --many` (cost per short video) and `vda bench plan`
+- `bulk_overhead`: `vda bench infer --many` (cost per short video); `plan_scale`: `vda bench plan`
 - `bulk_stages`: `vda bench infer --stages`: CPU per frame of each stage around the model
 - `train_data_wait`: `vda bench train`: share of step time waiting for data from S3
 - `loopback`, `machine`: an S3 server on loopback; the one-line machine description

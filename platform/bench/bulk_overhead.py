@@ -1,4 +1,4 @@
-"""The bulk job's cost around the model: per short video (`--many N`) and per planned video.
+"""The bulk job's cost around the model per short video (`vda bench infer --many N`).
 
 `vda bench infer --many N` runs N short clips through `vda infer` (local
 folders, one actor) and the bare engine over the same decoded frames, in
@@ -10,18 +10,12 @@ the default), so the effect of queueing the next video on the actor is
 measured in the same run. The target is <= 20 ms per video, so that
 short-clip archives are bound by the model. It also counts the lines the
 job printed (a large job prints status lines, not a line per video).
-
-`vda bench plan --videos N`: the driver's planning work for N synthetic
-listed videos of which half are done (the id mapping, the done check against
-a merged manifest, the to-do list): seconds and peak RSS, and so the memory
-per pending video.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -129,43 +123,3 @@ def run_many_bench(videos: int, frames: int, side: int, size: str, input_size: i
             flush=True,
         )
     return report
-
-
-def run_plan_bench(videos: int) -> dict:
-    """Planning N listed videos, half done, from synthetic keys: time and peak RSS."""
-    from ..infer.manifest import ManifestRow
-    from ..infer.plan import units_from_uris
-
-    print(f"machine: {describe_machine()}", flush=True)
-    before = _peak_rss_mb()
-    start = time.perf_counter()
-    prefix = "s3://archive/videos"
-    uris = (f"{prefix}/shelf{i % 1000:03d}/clip{i:07d}.mp4" for i in range(videos))
-    units = units_from_uris(uris, prefix)
-    listed = time.perf_counter() - start
-    done = {
-        u.video_id: ManifestRow(u.video, u.video_id, status="done", frames=100) for u in units[::2]
-    }
-    todo = [u for u in units if u.video_id not in done]
-    seconds = time.perf_counter() - start
-    peak = _peak_rss_mb()
-    report = {
-        "machine": describe_machine(),
-        "videos": videos,
-        "todo": len(todo),
-        "seconds": seconds,
-        "listing_s": listed,
-        "peak_rss_mb": peak,
-        "driver_mb_per_1000_videos": (peak - before) / videos * 1000,
-    }
-    print(
-        f"plan of {videos} listed videos ({len(done)} done, {len(todo)} to do): {seconds:.1f} s "
-        f"({listed:.1f} s for the id mapping); peak RSS {peak:.0f} MB, "
-        f"{report['driver_mb_per_1000_videos']:.2f} MB per 1,000 videos (pending and done rows)",
-        flush=True,
-    )
-    return report
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -73,7 +73,6 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
 
     start = time.perf_counter()
     plan = plan_job(config)  # before Ray: a bad prefix or checkpoint fails at once
-    earlier = plan.earlier
     progress(f"vda infer: {plan.summary()}")
     if plan.weights_line():
         progress(f"vda infer: {plan.weights_line()}")
@@ -85,7 +84,7 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
         rows, scheduled, startup, peak = _schedule(config, plan, progress, lease, parts)
         lease.check()
         parts.flush()
-        kept, merged = _earlier_rows(config, earlier)
+        kept, merged = _earlier_rows(config, plan.located(config.output))
         by_id = {**kept, **{r.video_id: r for r in rows}}
         ordered = sorted(by_id.values(), key=lambda r: r.video_id)
         outliers = flag_outliers(ordered)
@@ -97,10 +96,12 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
     return result
 
 
-def _earlier_rows(config: InferConfig, earlier) -> tuple[dict[str, ManifestRow], list[str]]:
-    """The kept rows of earlier runs, from the last manifest and the part files (and, for
-    rows finished after a killed run's last part, one read each); the parts read."""
-    wanted = {video_id: (row.status, row.uri) for video_id, row in earlier.items()}
+def _earlier_rows(
+    config: InferConfig, wanted: dict[str, tuple[str, str]]
+) -> tuple[dict[str, ManifestRow], list[str]]:
+    """The kept rows of earlier runs ({video id: (status, row URI)}), from the last manifest
+    and the part files (and, for rows finished after a killed run's last part, one read
+    each); the parts read."""
     rows, parts = merged_rows(
         config.output,
         wanted,

@@ -21,7 +21,7 @@ import os
 import random
 import statistics
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,24 +46,37 @@ from .config import InferConfig
 from .estimate import Estimate, ratio_estimate
 from .manifest import merged_rows
 from .messages import Unit
-from .rows import listed_statuses, read_row_at
+from .rows import listed_statuses, read_row_at, row_uri
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListedRow:
-    """A video's durable row as its listing shows it: its status and where it is."""
+    """A video's durable row as its listing shows it: its status. Where it is follows from
+    the status (`rows.row_uri`); only a row of the earlier layout keeps its URI."""
 
     status: str  # done | failed
-    uri: str
+    legacy_uri: str | None = None
+
+    def uri(self, output: str, video_id: str) -> str:
+        return self.legacy_uri or row_uri(output, video_id, self.status)
 
 
 @dataclass
 class JobPlan:
-    videos: list[Unit]  # every listed video
+    listed: int  # videos listed (their units are not kept: only the ones to do are)
     earlier: dict[str, ListedRow]  # done (or failed, without retry_failed) before: kept
     todo: list[Unit]
     checkpoint_sha256: str
     model: dict[str, Any] = field(default_factory=dict)  # size, metric
+
+    def located(self, output: str, status: str | None = None) -> dict[str, tuple[str, str]]:
+        """{video id: (status, row URI)} of the earlier rows (of one status): what merging
+        them into the manifest needs."""
+        return {
+            video_id: (row.status, row.uri(output, video_id))
+            for video_id, row in self.earlier.items()
+            if status is None or row.status == status
+        }
 
     @property
     def failed_before(self) -> int:
@@ -72,7 +85,7 @@ class JobPlan:
     def summary(self) -> str:
         done = len(self.earlier) - self.failed_before
         return (
-            f"{len(self.videos)} videos: {done} already done, {self.failed_before} failed "
+            f"{self.listed} videos: {done} already done, {self.failed_before} failed "
             f"before (retry_failed=true retries them), {len(self.todo)} to process"
         )
 
@@ -93,7 +106,7 @@ def plan_job(config: InferConfig, check_writes: bool = True) -> JobPlan:
         if row.status == "done" or (row.status == "failed" and not config.retry_failed)
     }
     todo = [v for v in videos if v.video_id not in earlier]
-    return JobPlan(videos, earlier, todo, sha, model)
+    return JobPlan(len(videos), earlier, todo, sha, model)
 
 
 def listed_rows(config: InferConfig, video_ids: set[str]) -> dict[str, ListedRow]:
@@ -107,7 +120,7 @@ def listed_rows(config: InferConfig, video_ids: set[str]) -> dict[str, ListedRow
         if status == "unknown":
             legacy[video_id] = uri
         elif status == "done" or video_id not in known:
-            known[video_id] = ListedRow(status, uri)
+            known[video_id] = ListedRow(status)
     with ThreadPoolExecutor(max_workers=max(1, config.lookup_threads)) as pool:
         ids = [v for v in legacy if v not in known]
         for video_id, row in zip(ids, pool.map(lambda v: read_row_at(legacy[v], config.s3), ids)):
@@ -123,46 +136,41 @@ def video_id_for(uri: str, prefix: str | None) -> str:
 
 def list_videos(config: InferConfig) -> list[Unit]:
     """The videos to consider: one listing of the input prefix (1,000 keys a request on S3)."""
-    counts: dict[str, int] = {}  # frames of image sequences, known from the listing
-    sizes: dict[str, int] = {}  # bytes of each file, known from the listing
     if config.input.endswith(".txt"):
         uris = [line.strip() for line in read_bytes(config.input, config.s3).decode().splitlines()]
-        uris = [u for u in uris if u and not u.startswith("#")]
-        prefix = None
-    else:
-        suffixes = tuple(config.suffixes) + (FRAME_SUFFIXES if config.sequences else ())
-        uris, images = [], []
-        for item in list_objects(config.input, suffixes, config.s3):  # page by page
-            if item.uri.lower().endswith(tuple(config.suffixes)):
-                uris.append(item.uri)
-                sizes[item.uri] = item.size
-            else:
-                images.append(item.uri)
-        if config.sequences:  # each folder of images is one video, named by the folder
-            for folder, files in group_sequences(images).items():
-                uris.append(folder)
-                counts[folder] = len(files)
-        # local listings are absolute paths: ids are taken below the absolute prefix
-        prefix = config.input if is_s3(config.input) else resolve(config.input)[1]
-    return units_from_uris(uris, prefix, counts, sizes)
+        return units_from_uris(((u, 0, None) for u in uris if u and not u.startswith("#")), None)
+    # local listings are absolute paths: ids are taken below the absolute prefix
+    prefix = config.input if is_s3(config.input) else resolve(config.input)[1]
+    return units_from_uris(_listed(config), prefix)
+
+
+def _listed(config: InferConfig) -> Iterator[tuple[str, int, int | None]]:
+    """(URI, bytes, frames) per input as the listing streams in, page by page: a file's
+    bytes, an image sequence's frame count (each folder of images is one video)."""
+    suffixes = tuple(config.suffixes) + (FRAME_SUFFIXES if config.sequences else ())
+    images = []
+    for item in list_objects(config.input, suffixes, config.s3):
+        if item.uri.lower().endswith(tuple(config.suffixes)):
+            yield item.uri, item.size, None
+        else:
+            images.append(item.uri)
+    if config.sequences:
+        for folder, files in group_sequences(images).items():
+            yield folder, 0, len(files)
 
 
 def units_from_uris(
-    uris: Iterable[str],
-    prefix: str | None,
-    frames: dict[str, int] | None = None,
-    sizes: dict[str, int] | None = None,
+    inputs: Iterable[tuple[str, int, int | None]], prefix: str | None
 ) -> list[Unit]:
-    """One unit of work per input, named by its normalised id below the prefix, with what
-    the listing knows of it (an image sequence's frames, a file's bytes)."""
-    frames, sizes = frames or {}, sizes or {}
+    """One unit of work per (URI, bytes, frames), named by its normalised id below the
+    prefix. Built as the listing streams in: no list of URIs is held beside the units."""
     units, seen = [], set()
-    for uri in uris:
+    for uri, size, frames in inputs:
         video_id = video_id_for(uri.rstrip("/"), prefix)
         if video_id in seen:
             raise StorageError(f"two inputs map to the same output {video_id!r}; rename one")
         seen.add(video_id)
-        units.append(Unit(uri, video_id, frames=frames.get(uri), bytes=sizes.get(uri, 0)))
+        units.append(Unit(uri, video_id, frames=frames, bytes=size))
     return units
 
 
@@ -230,8 +238,9 @@ def plan_table(
 
     frames = total([float(h[0]) for _, h in readable])
     seconds = total([float(h[1] or 0.0) for _, h in readable])
-    done = {k: (r.status, r.uri) for k, r in plan.earlier.items() if r.status == "done"}
-    rows, _ = merged_rows(config.output, done, config.s3)  # the merges only: a GET each
+    rows, _ = merged_rows(
+        config.output, plan.located(config.output, "done"), config.s3
+    )  # the merges only: a GET each
     measured = [r.frames_per_second for r in rows.values() if r.frames_per_second > 0]
     rate = fps or (statistics.median(measured) if measured else None)
     source = "given" if fps else ("median of earlier runs" if measured else "")
@@ -240,7 +249,7 @@ def plan_table(
         f"output     {config.output}",
         f"checkpoint {config.checkpoint} ({plan.model.get('size', '?')}, "
         f"sha256 {plan.checkpoint_sha256[:12]})",
-        f"videos     {len(plan.videos)} listed: {len(plan.todo)} to do"
+        f"videos     {plan.listed} listed: {len(plan.todo)} to do"
         + (f" ({_gigabytes(todo_bytes)})" if todo_bytes else "")
         + f", {len(plan.earlier) - plan.failed_before} done, {plan.failed_before} failed before",
     ]

@@ -108,7 +108,7 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
     plan = plan_job(config)
     requests = _requests(log, since)
 
-    assert len(plan.videos) == 1100 and len(plan.todo) == 93
+    assert plan.listed == 1100 and len(plan.todo) == 93
     assert {v.video_id for v in plan.todo} == set(ids[1007:])
     assert plan.earlier[ids[1004]].status == "done"  # its retry committed: done wins
     assert plan.earlier[ids[1006]].status == "failed" and plan.failed_before == 1
@@ -122,7 +122,7 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
     since = len(log.read_text().splitlines())
     rows, _ = merged_rows(
         output,
-        {k: (r.status, r.uri) for k, r in plan.earlier.items()},
+        plan.located(output),
         settings,
         lambda uri: read_row_at(uri, settings),
     )

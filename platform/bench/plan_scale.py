@@ -1,0 +1,153 @@
+"""`vda bench plan`: what planning costs the driver per listed video, in seconds and bytes.
+
+Two measurements, each at two sizes in fresh processes, so that what every
+process pays once (Python, torch, the checkpoint) cancels out and the
+difference is the cost per video (the slope):
+
+- a real plan (`plan.plan_job`, LIST requests only) of N objects on a
+  loopback S3 server, half of them done by an earlier run (a durable row
+  each under `_manifests/done/`), and of N/2 under another prefix;
+- the driver's in-memory part alone (ids, the done check, the to-do list)
+  over synthetic keys, at M and M/2 (no server: a million in seconds).
+
+Peak RSS is the process's high-water mark (`ru_maxrss`). The targets of a
+million-video archive: 10^5 listed objects planned in <= 60 s, and <= 300
+bytes of peak RSS per listed video.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from .loopback import loopback_s3
+from .machine import describe_machine
+
+
+def run_plan_bench(videos: int, real: int) -> dict:
+    print(f"machine: {describe_machine()}", flush=True)
+    report: dict = {"machine": describe_machine()}
+    synthetic = [_child("synthetic", n) for n in (videos // 2, videos)]
+    report["synthetic"] = _slope(synthetic)
+    _print("synthetic ids and done check", report["synthetic"])
+    if real:
+        with loopback_s3() as endpoint:
+            bucket = f"plan-{uuid.uuid4().hex[:8]}"
+            sizes = (real // 2, real)
+            for n in sizes:
+                _fill(endpoint, bucket, n)
+            runs = [_child("listing", n, f"s3://{bucket}/n{n}", endpoint) for n in sizes]
+        report["listing"] = _slope(runs)
+        _print("plan_job on the loopback S3 server", report["listing"])
+    return report
+
+
+def _print(what: str, result: dict) -> None:
+    large = result["runs"][-1]
+    print(
+        f"{what}: {large['videos']:,} listed (half done) in {large['seconds']:.1f} s, "
+        f"peak RSS {large['peak_rss_mb']:.0f} MB; per listed video "
+        f"{result['us_per_video']:.1f} us and {result['bytes_per_video']:.0f} bytes "
+        f"(slope between {result['runs'][0]['videos']:,} and {large['videos']:,})",
+        flush=True,
+    )
+
+
+def _slope(runs: list[dict]) -> dict:
+    small, large = runs
+    count = large["videos"] - small["videos"]
+    return {
+        "runs": runs,
+        "bytes_per_video": (large["peak_rss_mb"] - small["peak_rss_mb"]) * 2**20 / count,
+        "us_per_video": (large["seconds"] - small["seconds"]) * 1e6 / count,
+    }
+
+
+def _child(kind: str, videos: int, prefix: str = "", endpoint: str = "") -> dict:
+    """One measurement in a fresh interpreter: its peak RSS is this plan's alone."""
+    code = "from vda.platform.bench.plan_scale import measure; measure()"
+    args = [kind, str(videos), prefix, endpoint]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the {kind} plan of {videos} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def measure() -> None:
+    """The child's side: everything but the plan itself is loaded before the clock starts."""
+    kind, videos, prefix, endpoint = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    if kind == "synthetic":
+        from ..infer.manifest import ManifestRow
+        from ..infer.plan import units_from_uris
+
+        start = time.perf_counter()
+        base = "s3://archive/videos"
+        uris = (f"{base}/shelf{i % 1000:03d}/clip{i:07d}.mp4" for i in range(videos))
+        units = units_from_uris(((uri, 0, None) for uri in uris), base)
+        done = {u.video_id: ManifestRow(u.video, u.video_id, status="done") for u in units[::2]}
+        todo = [u for u in units if u.video_id not in done]
+        assert len(todo) == videos - len(done)
+    else:
+        from ..core.config import build
+        from ..infer.config import InferConfig
+        from ..infer.plan import check_before_start, plan_job
+
+        config = build(
+            InferConfig,
+            {
+                "input": f"{prefix}/videos",
+                "output": f"{prefix}/depth",
+                "checkpoint": f"{prefix}/model.ckpt",
+                "s3": {"endpoint_url": endpoint, "region": "us-east-1"},
+            },
+        )
+        check_before_start(config, check_writes=False)  # torch and the model: not the plan's
+        start = time.perf_counter()
+        plan = plan_job(config, check_writes=False)
+        assert len(plan.todo) == videos - videos // 2, len(plan.todo)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"videos": videos, "seconds": seconds, "peak_rss_mb": peak}))
+
+
+def _fill(endpoint: str, bucket: str, videos: int) -> None:
+    """`videos` empty objects under <prefix>/videos, every other one with a done row, and a
+    tiny checkpoint: what a listing sees of an archive half processed."""
+    import boto3
+    import botocore.config
+    import torch
+
+    from vda.model import VideoDepthAnything, save_checkpoint
+    from vda.model.config import ModelConfig
+
+    from ..infer.rows import row_uri
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=botocore.config.Config(max_pool_connections=32),
+    )
+    if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=bucket)
+    prefix = f"s3://{bucket}/n{videos}"
+    keys = []
+    for i in range(videos):
+        video_id = f"shelf{i % 1000:03d}/clip{i:07d}"
+        keys.append(f"n{videos}/videos/{video_id}.mp4")
+        if i % 2 == 0:  # s3://bucket/KEY
+            keys.append(row_uri(f"{prefix}/depth", video_id, "done").split("/", 3)[3])
+    started = time.perf_counter()
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda key: s3.put_object(Bucket=bucket, Key=key, Body=b""), keys))
+    buffer = io.BytesIO()
+    torch.manual_seed(0)
+    save_checkpoint(VideoDepthAnything(ModelConfig(size="tiny")), buffer)
+    s3.put_object(Bucket=bucket, Key=f"n{videos}/model.ckpt", Body=buffer.getvalue())
+    print(f"wrote {len(keys):,} objects in {time.perf_counter() - started:.0f} s", flush=True)
