@@ -15,6 +15,7 @@ from vda.model.inference import SpeedOptions
 from vda.model.precision import Precision
 from vda.model.transforms import DEFAULT_INPUT_SIZE
 
+from ..core.config import ConfigError
 from .decode import DecodeOptions
 from .scenes import SceneCutOptions
 from .writers import OutputOptions
@@ -64,11 +65,11 @@ class DepthConfig:
 
     def __post_init__(self) -> None:
         if self.online.source is None:
-            if not self.videos:
-                raise ValueError("name at least one video (or a live source with --online SOURCE)")
+            if not self.videos:  # whole sentences: said as they are, not as "config: ..."
+                raise ConfigError("name at least one video (or a live source with --online SOURCE)")
             return
         if self.videos:
-            raise ValueError("--online takes one source; name videos without it")
+            raise ConfigError("--online takes one source; name videos without it")
         levers = replace(self.speed, compile=False) != replace(SpeedOptions(), compile=False)
         offline_only = {  # named by their flags, the way most runs give them
             "--engine onnx": self.engine != "torch",
@@ -78,7 +79,7 @@ class DepthConfig:
             "--baseline-engine": levers,
         }
         if any(offline_only.values()):
-            raise ValueError(
+            raise ConfigError(
                 f"the online mode runs the PyTorch network one frame at a time, without "
                 f"{', '.join(name for name, given in offline_only.items() if given)} (they "
                 "are the offline engine's: ONNX exports have no temporal cache, there is no "

@@ -96,7 +96,10 @@ def test_a_named_pipe_that_never_delivers_fails_alone_within_its_deadline(
 
 def test_actors_that_die_idle_charge_no_attempt(clips, ray_cluster, tmp_path, capsys):
     """Every actor dies between units (before taking its second): the units sent to dead
-    actors go elsewhere uncharged; every video done at attempt 1, no failed row."""
+    actors go elsewhere uncharged; every video done at attempt 1, no failed row. Two
+    attempts are allowed so that the bound on uncharged re-sends (twice max_attempts,
+    against a unit bouncing for ever) is not what this test measures: a unit can meet
+    several actors that have each done their one unit."""
     code = main(
         _args(
             clips / "videos",
@@ -104,15 +107,16 @@ def test_actors_that_die_idle_charge_no_attempt(clips, ray_cluster, tmp_path, ca
             clips / "tiny.ckpt",
             tmp_path,
             "fault.die_idle_every=1",
-            "actors.max_attempts=1",
+            "actors.max_attempts=2",
             "actors.check_s=1",
         )
     )
     printed = capsys.readouterr().out
     assert code == 0, printed[-3000:]
     rows = _manifest(str(tmp_path / "idle" / "manifest.parquet"))
-    assert [r["status"] for r in rows.values()] == ["done"] * 3
-    assert [r["attempts"] for r in rows.values()] == [1] * 3
+    errors = {video: r["error"] for video, r in rows.items() if r["status"] != "done"}
+    assert [r["status"] for r in rows.values()] == ["done"] * 3, (errors, printed[-3000:])
+    assert [r["attempts"] for r in rows.values()] == [1] * 3, printed[-3000:]
     assert "died before taking it" in printed and "no attempt charged" in printed
 
 
