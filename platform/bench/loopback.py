@@ -37,4 +37,8 @@ def loopback_s3():
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # busy with a large bucket: the figures stand
+            server.kill()
+            server.wait()

@@ -82,17 +82,16 @@ def _child(kind: str, videos: int, prefix: str = "", endpoint: str = "") -> dict
 def measure() -> None:
     """The child's side: everything but the plan itself is loaded before the clock starts."""
     kind, videos, prefix, endpoint = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    if kind == "synthetic":
-        from ..infer.manifest import ManifestRow
-        from ..infer.plan import units_from_uris
+    if kind == "synthetic":  # plan_job's own split, over keys made here
+        from ..infer.plan import ListedRow, iter_units, split_listed
 
-        start = time.perf_counter()
         base = "s3://archive/videos"
-        uris = (f"{base}/shelf{i % 1000:03d}/clip{i:07d}.mp4" for i in range(videos))
-        units = units_from_uris(((uri, 0, None) for uri in uris), base)
-        done = {u.video_id: ManifestRow(u.video, u.video_id, status="done") for u in units[::2]}
-        todo = [u for u in units if u.video_id not in done]
-        assert len(todo) == videos - len(done)
+        start = time.perf_counter()
+        done = ListedRow("done")
+        known = {f"shelf{i % 1000:03d}/clip{i:07d}": done for i in range(0, videos, 2)}
+        inputs = ((f"{base}/shelf{i % 1000:03d}/clip{i:07d}.mp4", 0, None) for i in range(videos))
+        listed, earlier, todo = split_listed(iter_units(inputs, base), known, {"done"})
+        assert len(todo) == videos - len(earlier) and listed == videos
     else:
         from ..core.config import build
         from ..infer.config import InferConfig

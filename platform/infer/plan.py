@@ -97,30 +97,46 @@ class JobPlan:
 
 
 def plan_job(config: InferConfig, check_writes: bool = True) -> JobPlan:
-    videos = list_videos(config)
+    """The rows are listed first, so that the input listing streams past them: a video
+    already done is counted and dropped as its page arrives, and only the units to do are
+    kept (with half an archive done, about half the memory of holding every unit)."""
     sha, model = check_before_start(config, check_writes)
-    known = listed_rows(config, {v.video_id for v in videos})
-    earlier = {
-        video_id: row
-        for video_id, row in known.items()
-        if row.status == "done" or (row.status == "failed" and not config.retry_failed)
-    }
-    todo = [v for v in videos if v.video_id not in earlier]
-    return JobPlan(len(videos), earlier, todo, sha, model)
+    kept = {"done"} if config.retry_failed else {"done", "failed"}
+    listed, earlier, todo = split_listed(_unique(config), listed_rows(config), kept)
+    return JobPlan(listed, earlier, todo, sha, model)
 
 
-def listed_rows(config: InferConfig, video_ids: set[str]) -> dict[str, ListedRow]:
-    """The status of these videos' durable rows, from one listing (done beats failed; a
-    row of the earlier layout, status inside, is read on its own)."""
+def split_listed(
+    units: Iterable[Unit], known: dict[str, ListedRow], kept: set[str]
+) -> tuple[int, dict[str, ListedRow], list[Unit]]:
+    """(videos listed, their kept earlier rows, the units to do) as the units stream in;
+    rows of videos no longer listed are left out. `known` is emptied on the way."""
+    earlier: dict[str, ListedRow] = {}
+    todo: list[Unit] = []
+    listed = 0
+    for unit in units:
+        listed += 1
+        row = known.pop(unit.video_id, None)
+        if row is not None and row.status in kept:
+            earlier[unit.video_id] = row
+        else:
+            todo.append(unit)
+    return listed, earlier, todo
+
+
+_LISTED = {status: ListedRow(status) for status in ("done", "failed")}  # one object each
+
+
+def listed_rows(config: InferConfig) -> dict[str, ListedRow]:
+    """The status of every durable row under the output, from one listing (done beats
+    failed; a row of the earlier layout, status inside, is read on its own)."""
     known: dict[str, ListedRow] = {}
     legacy: dict[str, str] = {}
     for video_id, status, uri in listed_statuses(config.output, config.s3):
-        if video_id not in video_ids:
-            continue
         if status == "unknown":
             legacy[video_id] = uri
         elif status == "done" or video_id not in known:
-            known[video_id] = ListedRow(status)
+            known[video_id] = _LISTED[status]
     with ThreadPoolExecutor(max_workers=max(1, config.lookup_threads)) as pool:
         ids = [v for v in legacy if v not in known]
         for video_id, row in zip(ids, pool.map(lambda v: read_row_at(legacy[v], config.s3), ids)):
@@ -134,14 +150,15 @@ def video_id_for(uri: str, prefix: str | None) -> str:
     return key_below(uri, prefix)
 
 
-def list_videos(config: InferConfig) -> list[Unit]:
-    """The videos to consider: one listing of the input prefix (1,000 keys a request on S3)."""
+def _unique(config: InferConfig) -> Iterator[Unit]:
+    """The videos to consider, as units, as the listing of the input prefix streams in
+    (1,000 keys a request on S3), or from a .txt list of URIs."""
     if config.input.endswith(".txt"):
         uris = [line.strip() for line in read_bytes(config.input, config.s3).decode().splitlines()]
-        return units_from_uris(((u, 0, None) for u in uris if u and not u.startswith("#")), None)
+        return iter_units(((u, 0, None) for u in uris if u and not u.startswith("#")), None)
     # local listings are absolute paths: ids are taken below the absolute prefix
     prefix = config.input if is_s3(config.input) else resolve(config.input)[1]
-    return units_from_uris(_listed(config), prefix)
+    return iter_units(_listed(config), prefix)
 
 
 def _listed(config: InferConfig) -> Iterator[tuple[str, int, int | None]]:
@@ -159,19 +176,16 @@ def _listed(config: InferConfig) -> Iterator[tuple[str, int, int | None]]:
             yield folder, 0, len(files)
 
 
-def units_from_uris(
-    inputs: Iterable[tuple[str, int, int | None]], prefix: str | None
-) -> list[Unit]:
+def iter_units(inputs: Iterable[tuple[str, int, int | None]], prefix: str | None) -> Iterator[Unit]:
     """One unit of work per (URI, bytes, frames), named by its normalised id below the
-    prefix. Built as the listing streams in: no list of URIs is held beside the units."""
-    units, seen = [], set()
+    prefix, as the inputs stream in; two inputs with one id are an error."""
+    seen = set()
     for uri, size, frames in inputs:
         video_id = video_id_for(uri.rstrip("/"), prefix)
         if video_id in seen:
             raise StorageError(f"two inputs map to the same output {video_id!r}; rename one")
         seen.add(video_id)
-        units.append(Unit(uri, video_id, frames=frames, bytes=size))
-    return units
+        yield Unit(uri, video_id, frames=frames, bytes=size)
 
 
 def check_before_start(config: InferConfig, check_writes: bool = True) -> tuple[str, dict]:
