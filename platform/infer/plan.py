@@ -9,9 +9,11 @@ writes, the checkpoint loads).
 the to-do videos' container headers (no decoding).
 
 Memory: the rows are listed first (one shared object per status) and the
-input listing streams past them, so only the units to do are kept: 264 bytes
-of peak RSS per listed video with half of them done (`vda bench plan`), about
-260 MB for a million-video plan.
+input listing streams past them, so only the units to do are kept: the split
+costs 264 bytes of peak RSS per listed video with half of them done (`vda bench
+plan`, synthetic keys; the real plan's slope was below what RSS resolves at
+10^5). Rows of the earlier layout are read for every such row under the
+output, whether its video is still listed or not.
 """
 
 from __future__ import annotations
