@@ -30,6 +30,9 @@ class Unit:
     first: int = 0
     stop: int | None = None
     plan: str | None = None  # the split plan's key (segments and stitches)
+    # runs on an actor with nothing beside it: its actor died running it with others, and a
+    # death now is its own doing (the next one is charged to it alone)
+    alone: bool = False
 
     @property
     def key(self) -> str:

@@ -89,6 +89,8 @@ class Member:
     asked_at: float | None = None
     polled_at: float = -math.inf
     killed: tuple[str, str] | None = None  # (task key, reason) once STOPPING
+    alone: str | None = None  # the key of a unit it runs with nothing beside it
+    began_at_death: set[str] | None = None  # keys of the units it had begun when it died
 
     @property
     def placed(self) -> bool:
@@ -156,7 +158,11 @@ class ActorPool:
         """Ready actors that can take another unit: the idle ones first, then those with a
         free place in their queue (`units_in_flight`), so the next unit waits on the actor,
         not on a round trip to the driver."""
-        room = [m for m in self.members if self._live(m) and m.units < self.config.units_in_flight]
+        room = [
+            m
+            for m in self.members
+            if self._live(m) and m.units < self.config.units_in_flight and m.alone is None
+        ]
         return sorted(room, key=lambda m: m.units)
 
     def ready(self) -> list[Member]:

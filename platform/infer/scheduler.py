@@ -86,6 +86,8 @@ class InferScheduler:
             num_gpus=actors.gpus_per_actor or None,
             max_restarts=0,  # replaced by the driver, which counts the attempts
             max_task_retries=0,
+            # the units in flight run at once and take turns on the model (`turns.py`)
+            max_concurrency=actors.units_in_flight,
         )
         config_dict = to_dict(config)
         self.lease = lease
@@ -122,10 +124,14 @@ class InferScheduler:
                     # the tail a unit waits for whichever actor frees first, not behind another
                     if not queue or (member.units and len(queue) < ready_count):
                         break
+                    if member.units and queue[-1].alone:
+                        continue  # it waits for an actor with nothing else to run
                     # a place behind a running unit takes the shortest work (the queue's end):
                     # the longest, and split videos' segments, go to actors that are free
                     unit = queue.pop() if member.units else queue.popleft()
                     member.units += 1
+                    if unit.alone:
+                        member.alone = unit.key
                     ack = member.actor.begin.remote(unit.key)  # same queue as process: ahead
                     running[member.actor.process.remote(unit)] = (member, unit, ack)
                     self.watch.sent(unit.key)
@@ -167,10 +173,10 @@ class InferScheduler:
             self._actor_died(unit, error, queue, videos, member, ack)
             return
         except ray.exceptions.RayError as error:  # the call failed, the actor lives
-            member.units -= 1
+            self._released(member, unit)
             self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
             return
-        member.units -= 1
+        self._released(member, unit)
         video = videos[unit.video_id]
         match result:
             case Fenced(reason=reason):
@@ -183,6 +189,12 @@ class InferScheduler:
                 self._unit_failed(unit, error, videos)
             case Split(plan=key, segments=plan):
                 self._split(video, key, plan, member, queue, stitching)
+
+    @staticmethod
+    def _released(member: Member, unit: Unit) -> None:
+        member.units -= 1
+        if member.alone == unit.key:
+            member.alone = None
 
     def _split(self, video: _Video, key: str, plan, member: Member, queue, stitching) -> None:
         """Queue a long video's segments (ahead of the rest: they bound the makespan) and
@@ -285,11 +297,24 @@ class InferScheduler:
 
     def _actor_died(self, unit, error, queue, videos, member: Member, ack) -> None:
         """The actor running `unit` died: charge the unit an attempt only if it was the
-        unit's doing (the actor had begun it and was not killed for another task)."""
+        unit's doing: the actor had begun it, and it alone (units run side by side on an
+        actor: when several had begun, each is retried alone, uncharged, so the next death
+        names the culprit), and the actor was not killed for another task."""
         key = unit.key
         stalled = member.killed[1] if member.killed and member.killed[0] == key else None
-        charged = stalled is not None or (member.killed is None and self._began(ack))
+        if member.began_at_death is None:  # decided once, by the first of its units seen
+            on_it = [(key, ack), *((u.key, a) for m, u, a in self.running.values() if m is member)]
+            member.began_at_death = {k for k, a in on_it if self._began(a)}
+        began = key in member.began_at_death
         uncharged = unit.uncharged
+        if member.killed is None and began and len(member.began_at_death) > 1:
+            self.progress.line(
+                f"{key}: its actor died running {len(member.began_at_death)} units at once "
+                f"({first_line(error)}); retried alone, no attempt charged"
+            )
+            queue.appendleft(unit.with_(alone=True, uncharged=uncharged + 1))
+            return
+        charged = stalled is not None or (member.killed is None and began)
         if not charged and uncharged < 2 * self.config.actors.max_attempts:
             # dead before it took the unit (idle), or killed for a stalled stitch beside it
             self.progress.line(
@@ -327,9 +352,13 @@ class InferScheduler:
             return False
 
     def _may_wait(self, key: str) -> bool:
-        """A stitch waiting for its segments is not stalled while any is queued or running."""
+        """A unit waiting for its turn on its actor's model is not stalled (the unit ahead of
+        it has its own deadline); a stitch waiting for its segments is not, while any is
+        queued or running."""
+        if not key.startswith("stitch:"):
+            return True
         video = self.videos.get(key.removeprefix("stitch:"))
-        return key.startswith("stitch:") and video is not None and video.segments_left > 0
+        return video is not None and video.segments_left > 0
 
     def _unit_failed(
         self, unit, reason: str, videos, attempts: int | None = None, video: _Video | None = None

@@ -21,39 +21,62 @@ from ..video.suffixes import FRAME_SUFFIXES
 from .config import InferConfig
 
 
-def threaded(frames: Iterator[Any], prefetch: int) -> Iterator[Any]:
-    """Decode on a background thread, `prefetch` frames ahead of the model."""
-    buffer: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-    done = object()
-    stop = threading.Event()
+class DecodeAhead:
+    """Frames decoded on a thread of their own, up to `prefetch` ahead of the consumer, from
+    the moment it is made: a unit waiting for its actor's model decodes its first frames
+    meanwhile. Close it (or use it as a context) so the thread stops with the unit."""
 
-    def produce() -> None:
+    _DONE = object()
+
+    def __init__(self, frames: Iterator[Any], prefetch: int) -> None:
+        self._buffer: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, args=(frames,), daemon=True, name="decode"
+        )
+        self._thread.start()
+
+    def _produce(self, frames: Iterator[Any]) -> None:
         try:
             for frame in frames:
-                while not stop.is_set():
-                    try:
-                        buffer.put(frame, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not self._put(frame):
                     return
-            buffer.put(done)
+            self._put(self._DONE)
         except BaseException as error:  # handed to the consumer
-            buffer.put(error)
+            self._put(error)
 
-    thread = threading.Thread(target=produce, daemon=True, name="decode")
-    thread.start()
-    try:
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._buffer.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
         while True:
-            item = buffer.get()
-            if item is done:
+            item = self._buffer.get()
+            if item is self._DONE:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:
-        stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def __enter__(self) -> DecodeAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def threaded(frames: Iterator[Any], prefetch: int) -> Iterator[Any]:
+    """Decode on a background thread, `prefetch` frames ahead, once iteration begins."""
+    with DecodeAhead(frames, prefetch) as ahead:
+        yield from ahead
 
 
 class OpenedVideo:

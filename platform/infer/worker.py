@@ -48,8 +48,9 @@ from .lease import LeaseLost
 from .messages import Fenced, Finished, Result, SegmentFailed, SegmentStored, Split, Unit
 from .records import base_row, committed_row, finish_row, video_metadata
 from .rows import AlreadyCommitted
-from .sources import OpenedVideo, threaded
+from .sources import DecodeAhead, OpenedVideo, threaded
 from .stitch import stitch
+from .turns import ModelTurns
 
 
 class VideoDepthWorker:
@@ -66,6 +67,9 @@ class VideoDepthWorker:
         self._cancelled: dict[str, threading.Event] = {}
         self.activity = ActorActivity()
         self.units_begun = 0
+        self.turns = ModelTurns()  # one model, the units in flight here take turns on it
+        self._running = 0  # units in `process` now
+        self._dying = threading.Event()  # fault injection: the next unit is not taken
 
     def load(self) -> dict[str, Any]:
         """Load the model once: what it is and the node it runs on (the pool waits on this,
@@ -113,18 +117,21 @@ class VideoDepthWorker:
         before it is not (an actor that died idle charges nothing)."""
         every = self.config.fault.die_idle_every
         if every and self.units_begun >= every:
-            print("fault injection: actor dies idle, before its next unit", flush=True)
-            os._exit(1)
+            self._die_idle()
         self.units_begun += 1
         return key
 
     def process(self, unit: Unit) -> Result:
+        while self._dying.is_set():  # fault injection: held until the actor exits
+            time.sleep(1)
         activity = self.activity.begin(unit.key)
+        self._running += 1
         try:
             if unit.is_segment:
                 return self._segment(unit, activity)
             return self._video(unit, activity)
         finally:
+            self._running -= 1
             self.activity.end(activity.key)
 
     @ray.method(concurrency_group="control")
@@ -190,20 +197,32 @@ class VideoDepthWorker:
                     metric=self.model["metric"],
                     on_file_done=commit.upload,
                 )
-                produced = depth_for_video(
-                    self.engine,
-                    activity.frames(
-                        self._maybe_die(threaded(reader.frames(), config.decode_prefetch))
-                    ),
-                    outputs,
-                    metadata=lambda: video_metadata(config, self.model, self.engine.alignments),
-                    background=config.writer.background,
-                    queue_frames=config.writer.queue_frames,
-                    scene_cuts=config.scene_cuts,
-                )
+                with (
+                    DecodeAhead(reader.frames(), config.decode_prefetch) as decoded,
+                    self.turns.turn(activity) as hand_on,
+                ):
+                    ran: list = []  # the model's alignments, taken as it is handed on
+
+                    start = time.perf_counter()  # its seconds: from its turn on the model
+
+                    def model_done() -> None:
+                        ran.append(self.engine.alignments)
+                        hand_on()
+                        activity.step("write")
+
+                    produced = depth_for_video(
+                        self.engine,
+                        activity.frames(self._maybe_die(iter(decoded))),
+                        outputs,
+                        metadata=lambda: video_metadata(config, self.model, ran[0]),
+                        background=config.writer.background,
+                        queue_frames=config.writer.queue_frames,
+                        scene_cuts=config.scene_cuts,
+                        model_done=model_done,
+                    )
                 info = reader.info
-            finish_row(row, produced, info, self.engine.alignments, time.perf_counter() - start)
             activity.step("commit")
+            finish_row(row, produced, info, ran[0], time.perf_counter() - start)
             commit.commit(row, activity.step)
         except LeaseLost as error:  # fenced: no row, the driver stops the job
             return Fenced(str(error))
@@ -242,19 +261,20 @@ class VideoDepthWorker:
                 opened.on_skip(lambda: activity.step("seek"))
                 return opened
 
-            record = segments.run_segment(
-                self.engine,
-                reader,
-                unit.first,
-                unit.stop,
-                prefix,
-                config.s3,
-                seek=config.split.seek,
-                frames=lambda frames: activity.frames(
-                    self._maybe_die(threaded(frames, config.decode_prefetch))
-                ),
-                attempt=unit.attempt,
-            )
+            with self.turns.turn(activity):  # a segment holds the model from open to store
+                record = segments.run_segment(
+                    self.engine,
+                    reader,
+                    unit.first,
+                    unit.stop,
+                    prefix,
+                    config.s3,
+                    seek=config.split.seek,
+                    frames=lambda frames: activity.frames(
+                        self._maybe_die(threaded(frames, config.decode_prefetch))
+                    ),
+                    attempt=unit.attempt,
+                )
             return SegmentStored(record)
         except Exception as error:
             message = (
@@ -265,6 +285,16 @@ class VideoDepthWorker:
             return SegmentFailed(message)
 
     # -- test hooks --------------------------------------------------------------
+    def _die_idle(self) -> None:
+        """Exit once the units running beside this `begin` have answered: idle, the next
+        unit not taken."""
+        self._dying.set()
+        while self._running:
+            time.sleep(0.05)
+        time.sleep(0.5)  # their answers leave the process
+        print("fault injection: actor dies idle, before its next unit", flush=True)
+        os._exit(1)
+
     def _maybe_crash(self, video_id: str, segment: int | None = None) -> None:
         poison = self.config.fault.crash_videos
         if video_id in poison or (segment is not None and f"{video_id}#{segment}" in poison):

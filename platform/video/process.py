@@ -114,9 +114,12 @@ def write_depths(
     on_frame: Callable[[int], None] | None = None,
     background: bool = False,
     queue_frames: int = 32,
+    model_done: Callable[[], None] | None = None,
 ) -> VideoResult:
     """Write (index, depth) pairs through `outputs`; `metadata` may be a callable evaluated
-    at the end (the alignment statistics are known only then)."""
+    at the end (the alignment statistics are known only then). `model_done` is called once
+    the last depth has arrived, before the writers finish: a bulk actor hands its model to
+    the next video there, while this one's files are completed."""
     start = time.perf_counter()
     counts = DepthCounts()
     writer = BackgroundWriter(outputs.write, queue_frames) if background else None
@@ -127,6 +130,8 @@ def write_depths(
             write(index, depth, rgb(index) if rgb is not None else None)
             if on_frame is not None:
                 on_frame(index)
+        if model_done is not None:
+            model_done()
     finally:
         if writer is not None:
             writer.join()
@@ -149,6 +154,7 @@ def depth_for_video(
     background: bool = False,
     queue_frames: int = 32,
     scene_cuts: SceneCutOptions | None = None,
+    model_done: Callable[[], None] | None = None,
 ) -> VideoResult:
     """Decode, infer and write one video, frame by frame.
 
@@ -188,6 +194,7 @@ def depth_for_video(
         on_frame=on_frame,
         background=background,
         queue_frames=queue_frames,
+        model_done=model_done,
     )
     if runner is not None:
         result.scene_cuts, result.shot_alignments = list(runner.cuts), list(runner.alignments)
