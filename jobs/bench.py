@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="N short clips (--frames each) through the job: overhead per video vs the bare model",
     )
     infer.add_argument(
+        "--null",
+        type=int,
+        metavar="N",
+        help="N and N/2 videos through the job with a model that does nothing: the driver's "
+        "CPU, videos/s and peak RSS per video",
+    )
+    infer.add_argument(
         "--stages",
         action="store_true",
         help="core-ms per frame of each stage around the model (at --width x --height)",
@@ -135,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
         from vda.platform.bench.bulk_overhead import run_many_bench
 
         report = run_many_bench(args.many, args.frames, args.side, args.size, args.input_size)
+    elif args.bench == "infer" and args.null:
+        from vda.platform.bench.driver_scale import run_driver_bench
+
+        report = run_driver_bench(args.null)
     elif args.bench == "infer" and args.stages:
         from vda.platform.bench.bulk_stages import run_stage_bench
 

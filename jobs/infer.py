@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.count('skipped')} skipped; {result.frames} frames in {result.seconds:.1f} s; "
         f"manifest {result.manifest}; MLflow run {result.mlflow_run_id}"
     )
-    failed = [row for row in result.rows if row.status == "failed"]
+    failed = result.with_status("failed")
     for row in failed[:20]:
         print(f"  FAILED {row.video}: {row.error}", file=sys.stderr)
     if len(failed) > 20:

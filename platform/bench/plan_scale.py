@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import resource
-import subprocess
 import sys
 import time
 import uuid
@@ -28,13 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .loopback import loopback_s3
 from .machine import describe_machine
+from .scaling import in_child, peak_rss_mb, slope
 
 
 def run_plan_bench(videos: int, real: int) -> dict:
     print(f"machine: {describe_machine()}", flush=True)
     report: dict = {"machine": describe_machine()}
     synthetic = [_child("synthetic", n) for n in (videos // 2, videos)]
-    report["synthetic"] = _slope(synthetic)
+    report["synthetic"] = slope(synthetic)
     _print("synthetic ids and done check", report["synthetic"])
     if real:
         with loopback_s3() as endpoint:
@@ -43,7 +42,7 @@ def run_plan_bench(videos: int, real: int) -> dict:
             for n in sizes:
                 _fill(endpoint, bucket, n)
             runs = [_child("listing", n, f"s3://{bucket}/n{n}", endpoint) for n in sizes]
-        report["listing"] = _slope(runs)
+        report["listing"] = slope(runs)
         _print("plan_job on the loopback S3 server", report["listing"])
     return report
 
@@ -59,24 +58,11 @@ def _print(what: str, result: dict) -> None:
     )
 
 
-def _slope(runs: list[dict]) -> dict:
-    small, large = runs
-    count = large["videos"] - small["videos"]
-    return {
-        "runs": runs,
-        "bytes_per_video": (large["peak_rss_mb"] - small["peak_rss_mb"]) * 2**20 / count,
-        "us_per_video": (large["seconds"] - small["seconds"]) * 1e6 / count,
-    }
-
-
 def _child(kind: str, videos: int, prefix: str = "", endpoint: str = "") -> dict:
     """One measurement in a fresh interpreter: its peak RSS is this plan's alone."""
-    code = "from vda.platform.bench.plan_scale import measure; measure()"
-    args = [kind, str(videos), prefix, endpoint]
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(f"the {kind} plan of {videos} failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.splitlines()[-1])
+    return in_child(
+        "plan_scale", [kind, str(videos), prefix, endpoint], f"the {kind} plan of {videos}"
+    )
 
 
 def measure() -> None:
@@ -111,8 +97,7 @@ def measure() -> None:
         plan = plan_job(config, check_writes=False)
         assert len(plan.todo) == videos - videos // 2, len(plan.todo)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"videos": videos, "seconds": seconds, "peak_rss_mb": peak}))
+    print(json.dumps({"videos": videos, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
 
 
 def _fill(endpoint: str, bucket: str, videos: int) -> None:

@@ -107,6 +107,8 @@ class InferFault:
     `frame_delay_s`: sleep per decoded frame, so a test can interrupt a job mid-way.
     `fail_start`: every actor raises while starting (a model that cannot load on a node).
     `die_idle_every`: each actor dies idle after this many units, before taking the next.
+    `null_model`: a video is committed at once, done with no frames, neither decoded nor
+    run (`vda bench infer --null`: the job around the model, everything else real).
     """
 
     exit_after_frames: int | None = None
@@ -114,6 +116,7 @@ class InferFault:
     frame_delay_s: float = 0.0
     fail_start: bool = False
     die_idle_every: int = 0
+    null_model: bool = False
 
 
 @dataclass

@@ -4,7 +4,8 @@ Resumable by construction: a video is done when its durable row
 (`<output>/_manifests/done/<video>.json`, written after the commit) exists,
 and only then; a listing decides it (`plan.py`, `rows.py`), not a GET per
 video. Rows reach the manifest in part files as they arrive
-(`manifest.ManifestParts`), compacted at the end. A rerun
+(`manifest.ManifestParts`) and are not kept; the end compacts the parts
+into the manifest as Arrow tables (`compact.py`). A rerun
 processes only what is missing (and what failed, with retry_failed=true),
 and a split video's finished segments are reused. Everything that can be
 checked before Ray starts is: the listing, that the output prefix takes
@@ -22,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..core.config import flatten, to_dict
@@ -29,24 +32,18 @@ from ..core.session import start_ray
 from ..core.tracking import tracked_run
 from ..storage import StorageError, join
 from ..storage.objects import delete
+from .compact import latest_per_video, merged_table, read_merge
 from .config import InferConfig
 from .lease import OutputLease
-from .manifest import (
-    ManifestParts,
-    ManifestRow,
-    drop_parts,
-    manifest_table,
-    merged_rows,
-    write_manifest,
-)
-from .plan import plan_job
-from .quality import flag_outliers
+from .manifest import ManifestParts, ManifestRow, drop_parts, manifest_table, write_manifest
+from .plan import JobPlan, plan_job
+from .quality import flag_table
 from .rows import read_row_at
 
 
 @dataclass
 class InferResult:
-    rows: list[ManifestRow]
+    table: pa.Table  # the manifest: every listed video's row, by video id
     manifest: str
     seconds: float
     mlflow_run_id: str | None
@@ -55,18 +52,32 @@ class InferResult:
     startup_seconds: float = 0.0  # of which: until the first actor had loaded the model
     actors_peak: int = 0  # the most actors that were ready at once
 
+    @property
+    def rows(self) -> list[ManifestRow]:
+        """The manifest as Python objects: for a report or a test, not a million videos."""
+        return [ManifestRow.from_dict(r) for r in self.table.to_pylist()]
+
+    def _where(self, status: str) -> pa.ChunkedArray:
+        done = pc.equal(self.table["status"], "done")
+        if status == "skipped":
+            return pc.and_(done, pc.invert(self.table["processed"]))
+        if status == "done":
+            return pc.and_(done, self.table["processed"])
+        return pc.equal(self.table["status"], status)
+
     def count(self, status: str) -> int:
         """done / failed (this run or before) or skipped (done by an earlier run)."""
-        if status == "skipped":
-            return sum(1 for r in self.rows if r.status == "done" and not r.processed)
-        if status == "done":
-            return sum(1 for r in self.rows if r.status == "done" and r.processed)
-        return sum(1 for r in self.rows if r.status == status)
+        return int(pc.sum(self._where(status)).as_py() or 0)
+
+    def with_status(self, status: str) -> list[ManifestRow]:
+        return [
+            ManifestRow.from_dict(r) for r in self.table.filter(self._where(status)).to_pylist()
+        ]
 
     @property
     def frames(self) -> int:
         """Frames processed by this run."""
-        return sum(r.frames for r in self.rows if r.status == "done" and r.processed)
+        return int(pc.sum(self.table["frames"].filter(self._where("done"))).as_py() or 0)
 
 
 def run_infer(config: InferConfig, progress=print) -> InferResult:
@@ -81,62 +92,62 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
         parts = ManifestParts(
             config.output, config.s3, config.manifest.merge_s, config.manifest.merge_rows
         )
-        rows, scheduled, startup, peak = _schedule(config, plan, progress, lease, parts)
+        scheduled, startup, peak = _schedule(config, plan, progress, lease, parts)
         lease.check()
         parts.flush()
-        kept, merged = _earlier_rows(config, plan.located(config.output))
-        by_id = {**kept, **{r.video_id: r for r in rows}}
-        ordered = sorted(by_id.values(), key=lambda r: r.video_id)
-        outliers = flag_outliers(ordered)
-        manifest = write_manifest(config.output, ordered, config.s3)
-        drop_parts([*merged, *parts.written], config.s3)
+        table, merged = _compacted(config, plan, parts)
+        table, outliers = flag_table(table)
+        manifest = write_manifest(config.output, table, config.s3)
+        drop_parts(sorted({*merged, *parts.written}), config.s3)
     seconds = time.perf_counter() - start
-    result = InferResult(ordered, manifest, seconds, None, outliers, scheduled, startup, peak)
+    result = InferResult(table, manifest, seconds, None, outliers, scheduled, startup, peak)
     result.mlflow_run_id = _track(config, result)
     return result
 
 
-def _earlier_rows(
-    config: InferConfig, wanted: dict[str, tuple[str, str]]
-) -> tuple[dict[str, ManifestRow], list[str]]:
-    """The kept rows of earlier runs ({video id: (status, row URI)}), from the last manifest
-    and the part files (and, for rows finished after a killed run's last part, one read
-    each); the parts read."""
-    rows, parts = merged_rows(
+def _compacted(
+    config: InferConfig, plan: JobPlan, parts: ManifestParts
+) -> tuple[pa.Table, list[str]]:
+    """Every listed video's row, by video id: the kept rows of earlier runs (from the last
+    manifest and the part files and, for rows finished after a killed run's last part, one
+    read each) and this run's (from its own parts); the parts merged."""
+    earlier, merged = merged_table(
         config.output,
-        wanted,
+        plan.located(config.output),
         config.s3,
         lambda uri: read_row_at(uri, config.s3),
         config.lookup_threads,
     )
-    for row in rows.values():
-        row.processed = False
-    return rows, parts
+    written = [read_merge(uri, config.s3) for uri in parts.written]
+    pending = [manifest_table(parts.pending)] if parts.pending else []  # parts not written
+    ran = latest_per_video([*(t for t in written if t is not None), *pending])
+    table = pa.concat_tables([_processed(earlier, False), _processed(ran, True)])
+    return table.take(pc.sort_indices(table, [("video_id", "ascending")])), merged
+
+
+def _processed(table: pa.Table, value: bool) -> pa.Table:
+    index = table.schema.get_field_index("processed")
+    return table.set_column(index, "processed", pa.array([value] * table.num_rows, pa.bool_()))
 
 
 def _schedule(
     config: InferConfig, plan, progress, lease: OutputLease, parts: ManifestParts
-) -> tuple[list[ManifestRow], float, float, int]:
-    """Run the to-do units on the pool: (rows, makespan s, first actor ready s, peak actors)."""
+) -> tuple[float, float, int]:
+    """Run the to-do units on the pool, each row to the manifest parts as it arrives:
+    (makespan s, first actor ready s, peak actors)."""
 
     from .scheduler import InferScheduler
 
-    rows: list[ManifestRow] = []
     if not plan.todo:
-        return rows, 0.0, 0.0, 0
+        return 0.0, 0.0, 0
     start_ray()
     with contextlib.suppress(StorageError):
         delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
     started = time.perf_counter()
-
-    def on_row(row: ManifestRow) -> None:
-        rows.append(row)
-        parts.add(row)
-
-    scheduler = InferScheduler(config, plan.checkpoint_sha256, on_row, progress, lease)
+    scheduler = InferScheduler(config, plan.checkpoint_sha256, parts.add, progress, lease)
     scheduler.run(plan.todo)  # PoolStartError: no actor could start; the durable rows stay
     pool = scheduler.pool
-    return rows, time.perf_counter() - started, pool.first_ready_s or 0.0, pool.peak_ready
+    return time.perf_counter() - started, pool.first_ready_s or 0.0, pool.peak_ready
 
 
 def _track(config: InferConfig, result: InferResult) -> str:
@@ -155,7 +166,7 @@ def _track(config: InferConfig, result: InferResult) -> str:
         )
         with tempfile.TemporaryDirectory() as folder:
             local = Path(folder) / "manifest.parquet"
-            pq.write_table(manifest_table(result.rows), local)
+            pq.write_table(result.table, local)
             run.log_file(local)
         run.status = "FAILED" if result.count("failed") else "FINISHED"
     return run.run_id

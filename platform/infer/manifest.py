@@ -17,7 +17,6 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +27,6 @@ from ..storage import (
     S3Settings,
     StorageError,
     join,
-    list_objects,
-    open_input,
     open_output,
 )
 from ..storage.objects import delete
@@ -99,8 +96,8 @@ _ARROW = {
 MANIFEST_SCHEMA = pa.schema([(f.name, _ARROW[f.type]) for f in dataclasses.fields(ManifestRow)])
 
 
-def write_manifest(output: str, rows: list[ManifestRow], settings: S3Settings | None = None) -> str:
-    table = manifest_table(rows)
+def write_manifest(output: str, table: pa.Table, settings: S3Settings | None = None) -> str:
+    """`manifest.parquet`, and a copy for this run under `_manifests/`."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     for uri in (
         join(output, "_manifests", f"manifest-{stamp}.parquet"),
@@ -154,48 +151,6 @@ class ManifestParts:
             return  # kept pending: the next flush tries again
         self.written.append(uri)
         self.pending = []
-
-
-def merged_rows(
-    output: str,
-    wanted: dict[str, tuple[str, str]],
-    settings: S3Settings | None = None,
-    read_one: Callable[[str], ManifestRow | None] | None = None,
-    threads: int = 16,
-) -> tuple[dict[str, ManifestRow], list[str]]:
-    """The rows of `wanted` ({video id: (status, row URI)} from a listing) and the part
-    files they were merged from.
-
-    The last `manifest.parquet` and the part files (a GET each) hold most of
-    them; a row whose merged status differs from the listing's, or that no
-    merge holds (finished after a killed run's last part), is read on its own
-    with `read_one`, `threads` at a time; None: left out.
-    """
-    parts = sorted(o.uri for o in list_objects(join(output, PARTS), (".parquet",), settings))
-    rows: dict[str, ManifestRow] = {}
-    for uri in [join(output, "manifest.parquet"), *parts]:  # later merges win
-        for row in _table_rows(uri, settings):
-            listed = wanted.get(row.video_id)
-            if listed is not None and listed[0] in (row.status, "unknown"):
-                rows[row.video_id] = row
-    if read_one is not None:
-        missing = [(video_id, uri) for video_id, (_, uri) in wanted.items() if video_id not in rows]
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for (video_id, _), row in zip(missing, pool.map(lambda m: read_one(m[1]), missing)):
-                if row is not None:
-                    rows[video_id] = row
-    return rows, parts
-
-
-def _table_rows(uri: str, settings: S3Settings | None) -> Iterable[ManifestRow]:
-    try:
-        with open_input(uri, settings) as handle:
-            table = pq.read_table(handle)
-    except StorageError:
-        return []  # none yet
-    except Exception:  # torn or foreign: its rows are read on their own instead
-        return []
-    return [ManifestRow.from_dict(r) for r in table.to_pylist()]
 
 
 def drop_parts(parts: Iterable[str], settings: S3Settings | None = None) -> None:

@@ -44,9 +44,9 @@ from ..storage.objects import delete, is_s3
 from ..video.decode import VideoDecodeError, probe_header
 from ..video.sequence import group_sequences
 from ..video.suffixes import FRAME_SUFFIXES
+from .compact import merged_table
 from .config import InferConfig
 from .estimate import Estimate, ratio_estimate
-from .manifest import merged_rows
 from .messages import Unit
 from .rows import listed_statuses, read_row_at, row_uri
 
@@ -254,10 +254,10 @@ def plan_table(
 
     frames = total([float(h[0]) for _, h in readable])
     seconds = total([float(h[1] or 0.0) for _, h in readable])
-    rows, _ = merged_rows(
+    earlier, _ = merged_table(
         config.output, plan.located(config.output, "done"), config.s3
     )  # the merges only: a GET each
-    measured = [r.frames_per_second for r in rows.values() if r.frames_per_second > 0]
+    measured = [v for v in earlier["frames_per_second"].to_pylist() if v > 0]
     rate = fps or (statistics.median(measured) if measured else None)
     source = "given" if fps else ("median of earlier runs" if measured else "")
     lines = [

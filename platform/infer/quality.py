@@ -16,11 +16,13 @@ half the pixels at zero.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vda.model.inference import WindowAlignment
 
 from ..video.process import DepthCounts
-from .manifest import ManifestRow
+from .manifest import ManifestRow, manifest_table
 
 ROBUST_Z = 5.0  # how far from the archive's median a signal must be to flag a video
 MIN_GAP = {"scale_max_jump": 0.05, "fit_residual_max": 0.02, "shift_max_jump": 0.05}
@@ -58,34 +60,56 @@ def signals(alignments: list[WindowAlignment], counts: DepthCounts) -> dict[str,
     }
 
 
-def flag_outliers(rows: list[ManifestRow]) -> list[ManifestRow]:
-    """Set `outlier` / `outlier_reasons` on done rows; returns the flagged, worst first."""
-    done = [r for r in rows if r.status == "done"]
-    scores: dict[str, float] = {r.video_id: 0.0 for r in done}
-    reasons: dict[str, list[str]] = {r.video_id: [] for r in done}
+def outlier_scores(table: pa.Table) -> dict[int, tuple[float, list[str]]]:
+    """{row index: (score, reasons)} of the done rows of a manifest table whose signals
+    stand out: column arithmetic, so a million-row manifest costs arrays, not objects."""
+    done = np.flatnonzero(pc.equal(table["status"], "done").to_numpy(zero_copy_only=False))
+    flagged: dict[int, tuple[float, list[str]]] = {}
+
+    def flag(index: int, score: float, reason: str) -> None:
+        total, reasons = flagged.get(index, (0.0, []))
+        flagged[index] = (total + score, [*reasons, reason])
+
     for name, gap in MIN_GAP.items():
-        values = np.array([getattr(r, name) for r in done], dtype=float)
+        values = table[name].to_numpy()[done].astype(float)
         if len(values) < 3:
             continue
         median = float(np.median(values))
         mad = float(np.median(np.abs(values - median))) * 1.4826
-        for row, value in zip(done, values):
-            excess = value - median
-            z = excess / mad if mad > 0 else (np.inf if excess > gap else 0.0)
-            if z > ROBUST_Z and excess > gap:
-                reasons[row.video_id].append(f"{name} {value:.3g} (archive median {median:.3g})")
-                scores[row.video_id] += min(float(z), 1e6)
-    for row in done:
-        if row.nonfinite_share > 0:
-            reasons[row.video_id].append(f"non-finite depth in {row.nonfinite_share:.2%} of pixels")
-            scores[row.video_id] += 1e9
-        if row.zero_share > ZERO_SHARE_LIMIT:
-            reasons[row.video_id].append(f"zero depth in {row.zero_share:.0%} of pixels")
-            scores[row.video_id] += 1e7
-    flagged = []
-    for row in done:
-        row.outlier = bool(reasons[row.video_id])
-        row.outlier_reasons = "; ".join(reasons[row.video_id])
-        if row.outlier:
-            flagged.append(row)
-    return sorted(flagged, key=lambda r: -scores[r.video_id])
+        excess = values - median
+        z = excess / mad if mad > 0 else np.where(excess > gap, np.inf, 0.0)
+        for i in np.flatnonzero((z > ROBUST_Z) & (excess > gap)):
+            reason = f"{name} {values[i]:.3g} (archive median {median:.3g})"
+            flag(int(done[i]), min(float(z[i]), 1e6), reason)
+    nonfinite = table["nonfinite_share"].to_numpy()
+    zero = table["zero_share"].to_numpy()
+    for i in done[nonfinite[done] > 0]:
+        flag(int(i), 1e9, f"non-finite depth in {nonfinite[i]:.2%} of pixels")
+    for i in done[zero[done] > ZERO_SHARE_LIMIT]:
+        flag(int(i), 1e7, f"zero depth in {zero[i]:.0%} of pixels")
+    return flagged
+
+
+def flag_table(table: pa.Table) -> tuple[pa.Table, list[ManifestRow]]:
+    """The table with `outlier` / `outlier_reasons` set (on the done rows; the others are
+    never outliers), and the flagged rows, worst first."""
+    flagged = outlier_scores(table)
+    outlier = np.zeros(table.num_rows, dtype=bool)
+    outlier[list(flagged)] = True
+    reasons = ["; ".join(flagged[i][1]) if i in flagged else "" for i in range(table.num_rows)]
+    for name, column in (("outlier", pa.array(outlier)), ("outlier_reasons", pa.array(reasons))):
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    worst = sorted(flagged, key=lambda i: -flagged[i][0])
+    rows = [ManifestRow.from_dict(r) for r in table.take(worst).to_pylist()] if worst else []
+    return table, rows
+
+
+def flag_outliers(rows: list[ManifestRow]) -> list[ManifestRow]:
+    """`flag_table` on rows: sets `outlier` / `outlier_reasons` on the done rows; returns
+    the flagged rows, worst first."""
+    flagged = outlier_scores(manifest_table(rows))
+    for index, row in enumerate(rows):
+        if row.status == "done":
+            row.outlier = index in flagged
+            row.outlier_reasons = "; ".join(flagged[index][1]) if index in flagged else ""
+    return [rows[i] for i in sorted(flagged, key=lambda i: -flagged[i][0])]

@@ -101,7 +101,7 @@ class InferScheduler:
     def run(self, units: list[Unit]) -> None:
         ray, pool = self.ray, self.pool
         queue: deque[Unit] = deque(units)
-        videos = {u.video_id: _Video(u) for u in units}
+        videos: dict[str, _Video] = {}  # the videos begun and not finished (split: kept)
         self.progress = progress = JobProgress(
             len(units), "vda infer", self.out, self.config.progress_s, self.config.verbose
         )
@@ -130,6 +130,8 @@ class InferScheduler:
                     # the longest, and split videos' segments, go to actors that are free
                     unit = queue.pop() if member.units else queue.popleft()
                     member.units += 1
+                    if unit.video_id not in videos:
+                        videos[unit.video_id] = _Video(unit)
                     if unit.alone:
                         member.alone = unit.key
                     ack = member.actor.begin.remote(unit.key)  # same queue as process: ahead
@@ -393,4 +395,7 @@ class InferScheduler:
         else:
             self.progress.item(f"{row.video_id}: FAILED: {row.error}")
         self.progress.finished(row.status == "done", row.frames)
+        video = self.videos.get(row.video_id)
+        if video is not None and video.plan is None:  # nothing more comes for it: forgotten
+            del self.videos[row.video_id]
         self.on_row(row)

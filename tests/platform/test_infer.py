@@ -213,6 +213,8 @@ def test_poison_video_that_kills_its_actor_every_time_is_recorded_and_the_rest_f
     assert poison["status"] == "failed" and poison["attempts"] == 2
     assert "the actor died on each of 2 attempts at the video" in poison["error"]
     assert all(rows[name]["status"] == "done" for name in LENGTHS if name != "b/clip2")
+    # a video that ran beside it when its actor died was retried alone, uncharged
+    assert all(rows[name]["attempts"] == 1 for name in LENGTHS if name != "b/clip2")
     assert main([*argv, "--fail-on-error"]) == 1  # ...unless asked; nothing is redone for it
     assert "0 done" in capsys.readouterr().out
 

@@ -9,6 +9,9 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.config
@@ -20,8 +23,14 @@ from videos import moving_frames, write_mp4v
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
 from vda.platform.core.config import build
+from vda.platform.infer.compact import merged_table
 from vda.platform.infer.config import InferConfig
-from vda.platform.infer.manifest import ManifestParts, ManifestRow, merged_rows, write_manifest
+from vda.platform.infer.manifest import (
+    ManifestParts,
+    ManifestRow,
+    manifest_table,
+    write_manifest,
+)
 from vda.platform.infer.plan import plan_job
 from vda.platform.infer.rows import read_row_at, write_row
 from vda.platform.storage import S3Settings
@@ -31,9 +40,21 @@ pytestmark = pytest.mark.integration
 REQUEST = re.compile(r'"\S*(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP')
 
 
+@dataclass
+class LoggedS3:
+    endpoint: str
+    log: Path  # the server's request log (werkzeug's, one line a request)
+    settings: S3Settings
+    bucket: str
+    client: Any
+
+
 @pytest.fixture
-def logged_s3(tmp_path):
-    """A moto server of its own whose request log (werkzeug's, one line a request) we read."""
+def logged_s3(tmp_path, monkeypatch):
+    """A moto server of its own, with a bucket, whose request log we read."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     port = free_port()
     log = (tmp_path / "moto.log").open("w")
     process = subprocess.Popen(
@@ -43,7 +64,17 @@ def logged_s3(tmp_path):
     )
     try:
         wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}", tmp_path / "moto.log"
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            config=botocore.config.Config(max_pool_connections=32),
+        )
+        bucket = f"plan-{uuid.uuid4().hex[:8]}"
+        client.create_bucket(Bucket=bucket)
+        settings = S3Settings(endpoint_url=endpoint, region="us-east-1")
+        yield LoggedS3(endpoint, tmp_path / "moto.log", settings, bucket, client)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -57,25 +88,12 @@ def _requests(log, since: int) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
-    logged_s3, tmp_path, monkeypatch
-):
+def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(logged_s3, tmp_path):
     """1,100 listed videos: 1,004 done and 1 failed by a run that finished (in its manifest),
     3 more by a run killed after its last part file. Planning is listings only; the end of
     the next run reads the merges and, one by one, only the killed run's late rows."""
-    endpoint, log = logged_s3
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-value")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    settings = S3Settings(endpoint_url=endpoint, region="us-east-1")
-    bucket = f"plan-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        config=botocore.config.Config(max_pool_connections=16),
-    )
-    s3.create_bucket(Bucket=bucket)
+    endpoint, log, settings = logged_s3.endpoint, logged_s3.log, logged_s3.settings
+    bucket, s3 = logged_s3.bucket, logged_s3.client
     # just over one listing page (1,000 keys) of inputs and of rows: every listing pages
     ids = [f"shelf{i % 7}/clip{i:04d}" for i in range(1100)]
     with ThreadPoolExecutor(16) as pool:  # listing is all planning reads of an input
@@ -90,7 +108,7 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
     merged = [row(i, "done") for i in range(1004)] + [row(1004, "failed")]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda r: write_row(output, r, settings), merged))
-    write_manifest(output, merged, settings)
+    write_manifest(output, manifest_table(merged), settings)
     late = [row(1004, "done"), row(1005, "done"), row(1006, "failed")]  # the killed run's
     for r in late:
         write_row(output, r, settings)
@@ -120,19 +138,61 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(
     assert len(requests) <= len(listings) + 12, requests
 
     since = len(log.read_text().splitlines())
-    rows, _ = merged_rows(
+    table, _ = merged_table(
         output,
         plan.located(output),
         settings,
         lambda uri: read_row_at(uri, settings),
     )
     requests = _requests(log, since)
-    assert len(rows) == 1007 and rows[ids[5]].frames == 5  # from the manifest
-    assert rows[ids[1004]].status == "done" and rows[ids[1006]].status == "failed"
+    rows = {r["video_id"]: r for r in table.to_pylist()}
+    assert len(rows) == 1007 and rows[ids[5]]["frames"] == 5  # from the manifest
+    assert rows[ids[1004]]["status"] == "done" and rows[ids[1006]]["status"] == "failed"
     row_reads = [
         p for m, p in requests if m == "GET" and "/_manifests/" in p and "list-type" not in p
     ]
     assert len(row_reads) == len(late), row_reads  # only the killed run's late rows
+
+
+@pytest.mark.long
+def test_plan_of_20000_videos_half_done_lists_pages_and_reads_only_its_sample(logged_s3, tmp_path):
+    """`vda infer --plan` over 20,000 objects, half of them done: the listings (a page per
+    1,000 keys), the sampled headers, and a constant; no request per video."""
+    endpoint, log, settings = logged_s3.endpoint, logged_s3.log, logged_s3.settings
+    bucket, s3 = logged_s3.bucket, logged_s3.client
+    count, sample = 20_000, 40
+    ids = [f"shelf{i % 20:02d}/clip{i:05d}" for i in range(count)]
+    output = f"s3://{bucket}/depth"
+    done = [ManifestRow(f"s3://{bucket}/videos/{v}.mp4", v, status="done") for v in ids[::2]]
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda v: s3.put_object(Bucket=bucket, Key=f"videos/{v}.mp4", Body=b""), ids))
+        list(pool.map(lambda r: write_row(output, r, settings), done))
+    save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
+    s3.upload_file(str(tmp_path / "tiny.ckpt"), bucket, "models/tiny.ckpt")
+    argv = [
+        "infer",
+        "--plan",
+        "--plan-sample",
+        str(sample),
+        "--input",
+        f"s3://{bucket}/videos",
+        "--output",
+        output,
+        "--checkpoint",
+        f"s3://{bucket}/models/tiny.ckpt",
+        f"s3.endpoint_url={endpoint}",
+        "s3.region=us-east-1",
+    ]
+    since = len(log.read_text().splitlines())
+    assert main(argv) == 0
+    requests = _requests(log, since)
+    listings = [path for method, path in requests if method == "GET" and "list-type=2" in path]
+    # inputs: 20 pages; done rows: 10 (the rows of a status share a prefix)
+    assert len(listings) <= 2 * math.ceil(count / 1000), len(listings)
+    video_reads = {p for m, p in requests if "/videos/" in p and "list-type=2" not in p}
+    assert len(video_reads) <= sample  # the sampled headers alone
+    # per sampled header: a HEAD and a ranged GET or two; the rest is constant
+    assert len(requests) <= len(listings) + 3 * sample + 16, len(requests)
 
 
 def test_the_driver_merges_rows_into_parts_as_they_arrive(tmp_path):
@@ -145,8 +205,9 @@ def test_the_driver_merges_rows_into_parts_as_they_arrive(tmp_path):
     parts.add(ManifestRow("v4.mp4", "v4", status="failed"))  # 10 s since: a part
     assert len(parts.written) == 2 and not parts.pending
     wanted = {f"v{i}": ("done", "") for i in range(4)} | {"v4": ("failed", "")}
-    rows, merged_from = merged_rows(str(tmp_path), wanted)
-    assert sorted(rows) == ["v0", "v1", "v2", "v3", "v4"] and rows["v3"].frames == 3
+    table, merged_from = merged_table(str(tmp_path), wanted)
+    rows = {r["video_id"]: r for r in table.to_pylist()}
+    assert sorted(rows) == ["v0", "v1", "v2", "v3", "v4"] and rows["v3"]["frames"] == 3
     assert sorted(merged_from) == sorted(parts.written)
 
 
