@@ -34,6 +34,12 @@ class ActorConfig:
     # units sent to an actor ahead of time: the next one waits in the actor's queue while the
     # current one runs, so the model does not idle through the round trip to the driver
     units_in_flight: int = 2
+    # the units in flight run side by side and take turns on the model (`turns.py`): the
+    # next video opens and decodes ahead while the current one runs, and a finished one's
+    # files and commit run beside the next one's model. "auto": on GPU actors only; on CPU
+    # actors the work around the model takes the cores torch's threads run on, and one at
+    # a time is faster (`vda bench infer --many`, docs/infer.md). auto | always | never
+    overlap: str = "auto"
     # a unit of work (a video or a segment) whose actor dies this many times is recorded
     # as failed with the reason; the actor is replaced each time and the job goes on
     max_attempts: int = 3
@@ -49,6 +55,12 @@ class ActorConfig:
     # for fractional shares; 0 means ceil(cpus_per_actor). On GPU nodes it matters little.
     torch_threads: int = 0
 
+    @property
+    def side_by_side(self) -> int:
+        """How many units an actor runs at once (`overlap`)."""
+        on = self.overlap == "always" or (self.overlap == "auto" and self.gpus_per_actor > 0)
+        return self.units_in_flight if on else 1
+
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("actors.max_attempts must be at least 1")
@@ -58,6 +70,8 @@ class ActorConfig:
             raise ValueError("actors: need 1 <= min_actors <= max_actors (0: unbounded)")
         if self.units_in_flight < 1:
             raise ValueError("actors.units_in_flight must be at least 1")
+        if self.overlap not in ("auto", "always", "never"):
+            raise ValueError(f"actors.overlap must be auto, always or never, not {self.overlap!r}")
         if self.stall_timeout_s <= 0 or self.autoscaler_ttl_s <= 0:
             raise ValueError("actors.stall_timeout_s and autoscaler_ttl_s must be positive (s)")
         if self.cpus_per_actor <= 0 and self.gpus_per_actor <= 0:

@@ -32,10 +32,10 @@ from ..core.session import start_ray
 from ..core.tracking import tracked_run
 from ..storage import StorageError, join
 from ..storage.objects import delete
-from .compact import latest_per_video, merged_table, read_merge
+from .compact import compact
 from .config import InferConfig
 from .lease import OutputLease
-from .manifest import ManifestParts, ManifestRow, drop_parts, manifest_table, write_manifest
+from .manifest import ManifestParts, ManifestRow, drop_parts, write_manifest
 from .plan import JobPlan, plan_job
 from .quality import flag_table
 from .rows import read_row_at
@@ -110,24 +110,17 @@ def _compacted(
 ) -> tuple[pa.Table, list[str]]:
     """Every listed video's row, by video id: the kept rows of earlier runs (from the last
     manifest and the part files and, for rows finished after a killed run's last part, one
-    read each) and this run's (from its own parts); the parts merged."""
-    earlier, merged = merged_table(
+    read each) and this run's (from its own parts, and the rows no part took); the parts
+    merged."""
+    return compact(
         config.output,
         plan.located(config.output),
         config.s3,
         lambda uri: read_row_at(uri, config.s3),
         config.lookup_threads,
+        ours=parts.written,
+        pending=parts.pending,
     )
-    written = [read_merge(uri, config.s3) for uri in parts.written]
-    pending = [manifest_table(parts.pending)] if parts.pending else []  # parts not written
-    ran = latest_per_video([*(t for t in written if t is not None), *pending])
-    table = pa.concat_tables([_processed(earlier, False), _processed(ran, True)])
-    return table.take(pc.sort_indices(table, [("video_id", "ascending")])), merged
-
-
-def _processed(table: pa.Table, value: bool) -> pa.Table:
-    index = table.schema.get_field_index("processed")
-    return table.set_column(index, "processed", pa.array([value] * table.num_rows, pa.bool_()))
 
 
 def _schedule(

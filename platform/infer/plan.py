@@ -44,7 +44,7 @@ from ..storage.objects import delete, is_s3
 from ..video.decode import VideoDecodeError, probe_header
 from ..video.sequence import group_sequences
 from ..video.suffixes import FRAME_SUFFIXES
-from .compact import merged_table
+from .compact import compact
 from .config import InferConfig
 from .estimate import Estimate, ratio_estimate
 from .messages import Unit
@@ -254,7 +254,7 @@ def plan_table(
 
     frames = total([float(h[0]) for _, h in readable])
     seconds = total([float(h[1] or 0.0) for _, h in readable])
-    earlier, _ = merged_table(
+    earlier, _ = compact(
         config.output, plan.located(config.output, "done"), config.s3
     )  # the merges only: a GET each
     measured = [v for v in earlier["frames_per_second"].to_pylist() if v > 0]

@@ -87,7 +87,7 @@ class InferScheduler:
             max_restarts=0,  # replaced by the driver, which counts the attempts
             max_task_retries=0,
             # the units in flight run at once and take turns on the model (`turns.py`)
-            max_concurrency=actors.units_in_flight,
+            max_concurrency=actors.side_by_side,
         )
         config_dict = to_dict(config)
         self.lease = lease

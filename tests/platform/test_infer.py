@@ -196,6 +196,7 @@ def test_poison_video_that_kills_its_actor_every_time_is_recorded_and_the_rest_f
         "input_size=28",
         "outputs.preview=false",
         "actors.max_attempts=2",
+        "actors.overlap=always",  # units side by side: a death with two begun charges neither
         "fault.crash_videos=[b/clip2]",
         f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
     ]

@@ -107,6 +107,7 @@ def test_actors_that_die_idle_charge_no_attempt(clips, ray_cluster, tmp_path, ca
             clips / "tiny.ckpt",
             tmp_path,
             "fault.die_idle_every=1",
+            "actors.overlap=always",  # its second unit runs beside the first: dies idle all the same
             "actors.max_attempts=2",
             "actors.check_s=1",
         )

@@ -23,7 +23,7 @@ from videos import moving_frames, write_mp4v
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
 from vda.platform.core.config import build
-from vda.platform.infer.compact import merged_table
+from vda.platform.infer.compact import compact
 from vda.platform.infer.config import InferConfig
 from vda.platform.infer.manifest import (
     ManifestParts,
@@ -138,7 +138,7 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(logged_s
     assert len(requests) <= len(listings) + 12, requests
 
     since = len(log.read_text().splitlines())
-    table, _ = merged_table(
+    table, _ = compact(
         output,
         plan.located(output),
         settings,
@@ -205,7 +205,7 @@ def test_the_driver_merges_rows_into_parts_as_they_arrive(tmp_path):
     parts.add(ManifestRow("v4.mp4", "v4", status="failed"))  # 10 s since: a part
     assert len(parts.written) == 2 and not parts.pending
     wanted = {f"v{i}": ("done", "") for i in range(4)} | {"v4": ("failed", "")}
-    table, merged_from = merged_table(str(tmp_path), wanted)
+    table, merged_from = compact(str(tmp_path), wanted)
     rows = {r["video_id"]: r for r in table.to_pylist()}
     assert sorted(rows) == ["v0", "v1", "v2", "v3", "v4"] and rows["v3"]["frames"] == 3
     assert sorted(merged_from) == sorted(parts.written)
