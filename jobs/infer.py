@@ -83,12 +83,12 @@ def run(args: argparse.Namespace) -> int:
         f"{result.count('skipped')} skipped; {result.frames} frames in {result.seconds:.1f} s; "
         f"manifest {result.manifest}; MLflow run {result.mlflow_run_id}"
     )
-    failed = result.with_status("failed")
-    for row in failed[:20]:
+    for row in result.failed(20):
         print(f"  FAILED {row.video}: {row.error}", file=sys.stderr)
-    if len(failed) > 20:
+    if result.count("failed") > 20:
         print(
-            f"  ... and {len(failed) - 20} more (status 'failed' in the manifest)", file=sys.stderr
+            f"  ... and {result.count('failed') - 20} more (status 'failed' in the manifest)",
+            file=sys.stderr,
         )
     if result.outliers:
         print(

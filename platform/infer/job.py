@@ -4,8 +4,8 @@ Resumable by construction: a video is done when its durable row
 (`<output>/_manifests/done/<video>.json`, written after the commit) exists,
 and only then; a listing decides it (`plan.py`, `rows.py`), not a GET per
 video. Rows reach the manifest in part files as they arrive
-(`manifest.ManifestParts`) and are not kept; the end compacts the parts
-into the manifest as Arrow tables (`compact.py`). A rerun
+(`manifest.ManifestParts`) and are not kept; the end streams the parts
+into the manifest (`compact.py`). A rerun
 processes only what is missing (and what failed, with retry_failed=true),
 and a split video's finished segments are reused. Everything that can be
 checked before Ray starts is: the listing, that the output prefix takes
@@ -18,66 +18,70 @@ One job owns an output prefix at a time: the run starts by clearing
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..core.config import flatten, to_dict
 from ..core.session import start_ray
 from ..core.tracking import tracked_run
-from ..storage import StorageError, join
+from ..storage import S3Settings, StorageError, join, open_input
 from ..storage.objects import delete
-from .compact import compact
+from .compact import compact, read_merge
 from .config import InferConfig
 from .lease import OutputLease
-from .manifest import ManifestParts, ManifestRow, drop_parts, write_manifest
-from .plan import JobPlan, plan_job
-from .quality import flag_table
+from .manifest import ManifestParts, ManifestRow, drop_parts
+from .plan import plan_job
 from .rows import read_row_at
 
 
 @dataclass
 class InferResult:
-    table: pa.Table  # the manifest: every listed video's row, by video id
-    manifest: str
+    manifest: str  # its URI: the table of every listed video's row
     seconds: float
     mlflow_run_id: str | None
-    outliers: list[ManifestRow]
+    outliers: list[ManifestRow]  # worst first
+    counts: dict[str, int] = field(default_factory=dict)  # done, failed, skipped, frames
     scheduled_seconds: float = 0.0  # actors started, units run, stitches done: the makespan
     startup_seconds: float = 0.0  # of which: until the first actor had loaded the model
     actors_peak: int = 0  # the most actors that were ready at once
+    settings: S3Settings | None = None
+
+    @property
+    def table(self) -> pa.Table:
+        """The manifest, read from storage: for a report or a test, not a million videos."""
+        table = read_merge(self.manifest, self.settings)
+        if table is None:
+            raise StorageError(f"cannot read the manifest {self.manifest}")
+        return table
 
     @property
     def rows(self) -> list[ManifestRow]:
-        """The manifest as Python objects: for a report or a test, not a million videos."""
-        return [ManifestRow.from_dict(r) for r in self.table.to_pylist()]
-
-    def _where(self, status: str) -> pa.ChunkedArray:
-        done = pc.equal(self.table["status"], "done")
-        if status == "skipped":
-            return pc.and_(done, pc.invert(self.table["processed"]))
-        if status == "done":
-            return pc.and_(done, self.table["processed"])
-        return pc.equal(self.table["status"], status)
+        """The manifest's rows by video id (Python objects: a report's or a test's)."""
+        rows = [ManifestRow.from_dict(r) for r in self.table.to_pylist()]
+        return sorted(rows, key=lambda r: r.video_id)
 
     def count(self, status: str) -> int:
-        """done / failed (this run or before) or skipped (done by an earlier run)."""
-        return int(pc.sum(self._where(status)).as_py() or 0)
+        """done (this run), failed (this run or before) or skipped (done before)."""
+        return self.counts.get(status, 0)
 
-    def with_status(self, status: str) -> list[ManifestRow]:
-        return [
-            ManifestRow.from_dict(r) for r in self.table.filter(self._where(status)).to_pylist()
-        ]
+    def failed(self, limit: int) -> list[ManifestRow]:
+        """Up to `limit` failed rows (read from the manifest, failed rows only)."""
+        if not self.count("failed"):
+            return []
+        with open_input(self.manifest, self.settings) as handle:
+            table = pq.read_table(handle, filters=[("status", "=", "failed")])
+        return [ManifestRow.from_dict(r) for r in table.slice(0, limit).to_pylist()]
 
     @property
     def frames(self) -> int:
         """Frames processed by this run."""
-        return int(pc.sum(self.table["frames"].filter(self._where("done"))).as_py() or 0)
+        return self.counts.get("frames", 0)
 
 
 def run_infer(config: InferConfig, progress=print) -> InferResult:
@@ -95,32 +99,29 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
         scheduled, startup, peak = _schedule(config, plan, progress, lease, parts)
         lease.check()
         parts.flush()
-        table, merged = _compacted(config, plan, parts)
-        table, outliers = flag_table(table)
-        manifest = write_manifest(config.output, table, config.s3)
-        drop_parts(sorted({*merged, *parts.written}), config.s3)
-    seconds = time.perf_counter() - start
-    result = InferResult(table, manifest, seconds, None, outliers, scheduled, startup, peak)
+        done = compact(  # the earlier runs' kept rows, and this run's from its own parts
+            config.output,
+            plan.located(config.output),
+            config.s3,
+            lambda uri: read_row_at(uri, config.s3),
+            config.lookup_threads,
+            ours=parts.written,
+            pending=parts.pending,
+        )
+        drop_parts(sorted({*done.parts, *parts.written}), config.s3)
+    result = InferResult(
+        done.manifest,
+        time.perf_counter() - start,
+        None,
+        done.outliers,
+        done.counts,
+        scheduled,
+        startup,
+        peak,
+        config.s3,
+    )
     result.mlflow_run_id = _track(config, result)
     return result
-
-
-def _compacted(
-    config: InferConfig, plan: JobPlan, parts: ManifestParts
-) -> tuple[pa.Table, list[str]]:
-    """Every listed video's row, by video id: the kept rows of earlier runs (from the last
-    manifest and the part files and, for rows finished after a killed run's last part, one
-    read each) and this run's (from its own parts, and the rows no part took); the parts
-    merged."""
-    return compact(
-        config.output,
-        plan.located(config.output),
-        config.s3,
-        lambda uri: read_row_at(uri, config.s3),
-        config.lookup_threads,
-        ours=parts.written,
-        pending=parts.pending,
-    )
 
 
 def _schedule(
@@ -159,7 +160,8 @@ def _track(config: InferConfig, result: InferResult) -> str:
         )
         with tempfile.TemporaryDirectory() as folder:
             local = Path(folder) / "manifest.parquet"
-            pq.write_table(result.table, local)
+            with open_input(result.manifest, config.s3) as source, local.open("wb") as target:
+                shutil.copyfileobj(source, target, length=8 << 20)  # streamed: it can be large
             run.log_file(local)
         run.status = "FAILED" if result.count("failed") else "FINISHED"
     return run.run_id

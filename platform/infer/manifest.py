@@ -96,18 +96,6 @@ _ARROW = {
 MANIFEST_SCHEMA = pa.schema([(f.name, _ARROW[f.type]) for f in dataclasses.fields(ManifestRow)])
 
 
-def write_manifest(output: str, table: pa.Table, settings: S3Settings | None = None) -> str:
-    """`manifest.parquet`, and a copy for this run under `_manifests/`."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    for uri in (
-        join(output, "_manifests", f"manifest-{stamp}.parquet"),
-        join(output, "manifest.parquet"),
-    ):
-        with open_output(uri, settings) as handle:
-            pq.write_table(table, handle)
-    return join(output, "manifest.parquet")
-
-
 def manifest_table(rows: list[ManifestRow]) -> pa.Table:
     return pa.Table.from_pylist([r.to_dict() for r in rows], schema=MANIFEST_SCHEMA)
 

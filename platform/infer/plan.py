@@ -44,7 +44,7 @@ from ..storage.objects import delete, is_s3
 from ..video.decode import VideoDecodeError, probe_header
 from ..video.sequence import group_sequences
 from ..video.suffixes import FRAME_SUFFIXES
-from .compact import compact
+from .compact import merges_of, winners
 from .config import InferConfig
 from .estimate import Estimate, ratio_estimate
 from .messages import Unit
@@ -254,9 +254,8 @@ def plan_table(
 
     frames = total([float(h[0]) for _, h in readable])
     seconds = total([float(h[1] or 0.0) for _, h in readable])
-    earlier, _ = compact(
-        config.output, plan.located(config.output, "done"), config.s3
-    )  # the merges only: a GET each
+    merges, _ = merges_of(config.output, config.s3)  # the merges only: a GET each
+    earlier = winners(merges, plan.located(config.output, "done"), config.s3)
     measured = [v for v in earlier["frames_per_second"].to_pylist() if v > 0]
     rate = fps or (statistics.median(measured) if measured else None)
     source = "given" if fps else ("median of earlier runs" if measured else "")

@@ -90,22 +90,8 @@ def outlier_scores(table: pa.Table) -> dict[int, tuple[float, list[str]]]:
     return flagged
 
 
-def flag_table(table: pa.Table) -> tuple[pa.Table, list[ManifestRow]]:
-    """The table with `outlier` / `outlier_reasons` set (on the done rows; the others are
-    never outliers), and the flagged rows, worst first."""
-    flagged = outlier_scores(table)
-    outlier = np.zeros(table.num_rows, dtype=bool)
-    outlier[list(flagged)] = True
-    reasons = ["; ".join(flagged[i][1]) if i in flagged else "" for i in range(table.num_rows)]
-    for name, column in (("outlier", pa.array(outlier)), ("outlier_reasons", pa.array(reasons))):
-        table = table.set_column(table.schema.get_field_index(name), name, column)
-    worst = sorted(flagged, key=lambda i: -flagged[i][0])
-    rows = [ManifestRow.from_dict(r) for r in table.take(worst).to_pylist()] if worst else []
-    return table, rows
-
-
 def flag_outliers(rows: list[ManifestRow]) -> list[ManifestRow]:
-    """`flag_table` on rows: sets `outlier` / `outlier_reasons` on the done rows; returns
+    """`outlier_scores` on rows: sets `outlier` / `outlier_reasons` on the done rows; returns
     the flagged rows, worst first."""
     flagged = outlier_scores(manifest_table(rows))
     for index, row in enumerate(rows):

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import botocore.config
+import pyarrow.parquet as pq
 import pytest
 from clusters import wait_for_port
 from helpers import free_port, tiny_model
@@ -23,17 +24,16 @@ from videos import moving_frames, write_mp4v
 from vda.jobs.cli import main
 from vda.model import save_checkpoint
 from vda.platform.core.config import build
-from vda.platform.infer.compact import compact
+from vda.platform.infer.compact import compact, merges_of, read_merge, winners
 from vda.platform.infer.config import InferConfig
 from vda.platform.infer.manifest import (
     ManifestParts,
     ManifestRow,
     manifest_table,
-    write_manifest,
 )
 from vda.platform.infer.plan import plan_job
 from vda.platform.infer.rows import read_row_at, write_row
-from vda.platform.storage import S3Settings
+from vda.platform.storage import S3Settings, open_output
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,8 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(logged_s
     merged = [row(i, "done") for i in range(1004)] + [row(1004, "failed")]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda r: write_row(output, r, settings), merged))
-    write_manifest(output, manifest_table(merged), settings)
+    with open_output(f"{output}/manifest.parquet", settings) as handle:
+        pq.write_table(manifest_table(merged), handle)
     late = [row(1004, "done"), row(1005, "done"), row(1006, "failed")]  # the killed run's
     for r in late:
         write_row(output, r, settings)
@@ -138,14 +139,10 @@ def test_planning_1100_videos_after_a_killed_run_lists_and_reads_no_row(logged_s
     assert len(requests) <= len(listings) + 12, requests
 
     since = len(log.read_text().splitlines())
-    table, _ = compact(
-        output,
-        plan.located(output),
-        settings,
-        lambda uri: read_row_at(uri, settings),
-    )
+    merges, _ = merges_of(output, settings)
+    picked = winners(merges, plan.located(output), settings, lambda u: read_row_at(u, settings))
     requests = _requests(log, since)
-    rows = {r["video_id"]: r for r in table.to_pylist()}
+    rows = {r["video_id"]: r for r in picked.to_pylist()}
     assert len(rows) == 1007 and rows[ids[5]]["frames"] == 5  # from the manifest
     assert rows[ids[1004]]["status"] == "done" and rows[ids[1006]]["status"] == "failed"
     row_reads = [
@@ -205,10 +202,10 @@ def test_the_driver_merges_rows_into_parts_as_they_arrive(tmp_path):
     parts.add(ManifestRow("v4.mp4", "v4", status="failed"))  # 10 s since: a part
     assert len(parts.written) == 2 and not parts.pending
     wanted = {f"v{i}": ("done", "") for i in range(4)} | {"v4": ("failed", "")}
-    table, merged_from = compact(str(tmp_path), wanted)
-    rows = {r["video_id"]: r for r in table.to_pylist()}
+    done = compact(str(tmp_path), wanted)
+    rows = {r["video_id"]: r for r in read_merge(done.manifest).to_pylist()}
     assert sorted(rows) == ["v0", "v1", "v2", "v3", "v4"] and rows["v3"]["frames"] == 3
-    assert sorted(merged_from) == sorted(parts.written)
+    assert sorted(done.parts) == sorted(parts.written)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 
 from vda.model.inference import WindowAlignment
 from vda.platform.infer.manifest import MANIFEST_SCHEMA, ManifestRow, manifest_table
-from vda.platform.infer.quality import flag_outliers, flag_table, signals
+from vda.platform.infer.quality import flag_outliers, signals
 from vda.platform.video.process import DepthCounts
 
 
@@ -49,18 +49,6 @@ def test_outliers_are_the_videos_far_from_the_archive_s_median_worst_first():
     assert "scale_max_jump 0.6" in flagged[2].outlier_reasons
     assert not any(r.outlier for r in rows if r.video_id.startswith("v"))
     assert not rows[-1].outlier  # failed videos are not ranked
-
-
-def test_a_manifest_table_is_flagged_as_its_rows_are():
-    rows = [_row(f"v{i}", scale_max_jump=0.01 + 0.001 * i) for i in range(8)]
-    rows += [_row("jumpy", scale_max_jump=0.6), _row("flat", zero_share=0.9)]
-    rows.append(ManifestRow(video="s3://b/bad.mp4", video_id="bad", error="x", zero_share=1.0))
-    table, flagged = flag_table(manifest_table(rows))
-    assert [r.video_id for r in flagged] == ["flat", "jumpy"]  # worst first, as rows
-    outlier = dict(zip(table["video_id"].to_pylist(), table["outlier"].to_pylist(), strict=True))
-    assert outlier == {r.video_id: r.video_id in ("jumpy", "flat") for r in rows}
-    reasons = dict(zip(table["video_id"].to_pylist(), table["outlier_reasons"].to_pylist()))
-    assert reasons["flat"] == "zero depth in 90% of pixels" and reasons["bad"] == ""
 
 
 def test_manifest_rows_round_trip_through_parquet():
