@@ -9,10 +9,10 @@ writes, the checkpoint loads).
 the to-do videos' container headers (no decoding).
 
 Memory: the rows are listed first (one shared object per status) and the
-input listing streams past them, so only the units to do are kept: the split
-costs 264 bytes of peak RSS per listed video with half of them done (`vda bench
-plan`, synthetic keys; the real plan's slope was below what RSS resolves at
-10^5). Rows of the earlier layout are read for every such row under the
+input listing streams past them, so only the units to do are kept, as columns
+(`pending.py`): the split cost 264 bytes of peak RSS per listed video with
+half of them done when the units were objects (`vda bench plan`, synthetic
+keys; the real plan's slope was below what RSS resolves at 10^5). Rows of the earlier layout are read for every such row under the
 output, whether its video is still listed or not.
 """
 
@@ -27,6 +27,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
 
 from ..core.config import ConfigError
 from ..core.progress import duration
@@ -48,6 +51,7 @@ from .compact import merges_of, winners
 from .config import InferConfig
 from .estimate import Estimate, ratio_estimate
 from .messages import Unit
+from .pending import Pending
 from .rows import listed_statuses, read_row_at, row_uri
 
 
@@ -67,7 +71,7 @@ class ListedRow:
 class JobPlan:
     listed: int  # videos listed (their units are not kept: only the ones to do are)
     earlier: dict[str, ListedRow]  # done (or failed, without retry_failed) before: kept
-    todo: list[Unit]
+    todo: Pending  # columns, longest first; a Unit is made as one is taken
     checkpoint_sha256: str
     model: dict[str, Any] = field(default_factory=dict)  # size, metric
 
@@ -110,11 +114,11 @@ def plan_job(config: InferConfig, check_writes: bool = True) -> JobPlan:
 
 def split_listed(
     units: Iterable[Unit], known: dict[str, ListedRow], kept: set[str]
-) -> tuple[int, dict[str, ListedRow], list[Unit]]:
+) -> tuple[int, dict[str, ListedRow], Pending]:
     """(videos listed, their kept earlier rows, the units to do) as the units stream in;
     rows of videos no longer listed are left out. `known` is emptied on the way."""
     earlier: dict[str, ListedRow] = {}
-    todo: list[Unit] = []
+    todo = Pending()
     listed = 0
     for unit in units:
         listed += 1
@@ -239,14 +243,18 @@ def plan_table(
     their 95% interval. `fps`: the frames/s one actor achieves; else the
     median of what earlier runs recorded; else the estimate is left out.
     """
-    files = [u for u in plan.todo if u.frames is None]
-    known_frames = sum(u.frames for u in plan.todo if u.frames is not None)  # image sequences
-    chosen = files if not sample or sample >= len(files) else random.Random(0).sample(files, sample)
+    columns = plan.todo.columns
+    is_file = pc.is_null(columns["frames"]).to_numpy(zero_copy_only=False)
+    files = np.flatnonzero(is_file)  # indices; image sequences' frames are known from listing
+    known_frames = int(pc.sum(columns["frames"]).as_py() or 0)
+    every = not sample or sample >= len(files)
+    picked = files if every else sorted(random.Random(0).sample(files.tolist(), sample))
+    chosen = [plan.todo[int(i)] for i in picked]
     headers = _headers(config, chosen)
     readable = [(u, h) for u, h in zip(chosen, headers, strict=True) if h[0] is not None]
     unknown = len(chosen) - len(readable)
     population = len(files) - (unknown if len(chosen) == len(files) else 0)
-    todo_bytes = sum(u.bytes for u in files)
+    todo_bytes = int(columns["bytes"].to_numpy()[is_file].sum())
     sizes = [float(u.bytes) for u, _ in readable]
 
     def total(values: list[float]) -> Estimate:

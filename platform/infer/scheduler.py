@@ -42,6 +42,7 @@ from .config import InferConfig
 from .lease import LeaseLost, OutputLease
 from .manifest import ManifestRow
 from .messages import Fenced, Finished, SegmentFailed, SegmentStored, Split, Unit
+from .pending import Pending, PendingQueue
 from .pool import ActorPool, Member, first_line
 from .records import base_row
 from .segments import read_records
@@ -98,9 +99,9 @@ class InferScheduler:
         self.model: dict[str, Any] = {}
         self.watch = StallWatch(ray, StallPolicy(actors.stall_timeout_s), progress)
 
-    def run(self, units: list[Unit]) -> None:
+    def run(self, units: Pending) -> None:
         ray, pool = self.ray, self.pool
-        queue: deque[Unit] = deque(units)
+        queue = PendingQueue(units)  # a Unit is made as it is taken
         videos: dict[str, _Video] = {}  # the videos begun and not finished (split: kept)
         self.progress = progress = JobProgress(
             len(units), "vda infer", self.out, self.config.progress_s, self.config.verbose
@@ -124,7 +125,7 @@ class InferScheduler:
                     # the tail a unit waits for whichever actor frees first, not behind another
                     if not queue or (member.units and len(queue) < ready_count):
                         break
-                    if member.units and queue[-1].alone:
+                    if member.units and queue.last().alone:
                         continue  # it waits for an actor with nothing else to run
                     # a place behind a running unit takes the shortest work (the queue's end):
                     # the longest, and split videos' segments, go to actors that are free
