@@ -77,7 +77,16 @@ class ManifestRow:
         return cls(**{k: _plain(v) for k, v in data.items() if k in names})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Field by field, lists copied (`dataclasses.asdict` recurses and deep-copies: a
+        quarter of a core-ms a row, a fifth of the driver's CPU per video)."""
+        return {
+            name: list(value) if isinstance(value, list) else value
+            for name in _FIELD_NAMES
+            for value in (getattr(self, name),)
+        }
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(ManifestRow))
 
 
 def _plain(value: Any) -> Any:

@@ -125,8 +125,7 @@ class PendingQueue:
     def appendleft(self, unit: Unit) -> None:
         self.front.appendleft(unit)
 
-    def last(self) -> Unit:
-        """The unit `pop` would take, left in place."""
-        if self.first < self.stop:
-            return self.fresh[self.stop - 1]
-        return self.front[-1]
+    def last_alone(self) -> bool:
+        """Whether the unit `pop` would take must run alone (a fresh unit never does: no
+        Unit is made to say so)."""
+        return self.first >= self.stop and bool(self.front) and self.front[-1].alone

@@ -125,7 +125,7 @@ class InferScheduler:
                     # the tail a unit waits for whichever actor frees first, not behind another
                     if not queue or (member.units and len(queue) < ready_count):
                         break
-                    if member.units and queue.last().alone:
+                    if member.units and queue.last_alone():
                         continue  # it waits for an actor with nothing else to run
                     # a place behind a running unit takes the shortest work (the queue's end):
                     # the longest, and split videos' segments, go to actors that are free

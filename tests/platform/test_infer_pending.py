@@ -34,7 +34,7 @@ def test_the_queue_takes_from_both_ends_and_puts_retries_in_front():
         todo.append(unit)
     queue = PendingQueue(todo)
     longest, shortest = todo[0], todo[len(todo) - 1]
-    assert queue.last() == shortest and queue.pop() == shortest
+    assert not queue.last_alone() and queue.pop() == shortest
     assert queue.popleft() == longest and len(queue) == 12
     retry = longest.with_(attempt=2)
     queue.appendleft(retry)
@@ -43,5 +43,6 @@ def test_the_queue_takes_from_both_ends_and_puts_retries_in_front():
     assert not queue and len(set(taken)) == 12
     with pytest.raises(IndexError):
         queue.popleft()
-    queue.appendleft(retry)  # only the front left: both ends take it
-    assert queue.last() == retry and queue.pop() == retry
+    queue.appendleft(retry.with_(alone=True))  # only the front left: both ends take it
+    assert queue.last_alone() and queue.pop() == retry.with_(alone=True)
+    assert not queue.last_alone()
