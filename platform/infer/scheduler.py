@@ -16,7 +16,8 @@ driver owns plain Ray actors (`pool.py` decides how many and when):
   the actor was running: each unit is preceded by a `begin` call in the
   same queue, and an actor that died before answering it (dead while idle)
   charges nothing; an actor killed for a stalled stitch charges nothing to
-  the unit beside it;
+  the unit beside it; a death with two units begun side by side charges
+  neither and retries each alone (`deaths.py`);
 - no wait without a deadline: every busy actor is asked now and then what
   its tasks are doing (`activity.py`); a unit or stitch without progress for
   its deadline (`stalls.py`) is stalled: the actor is killed, and the unit
@@ -39,6 +40,7 @@ from ..core.config import to_dict
 from ..core.progress import JobProgress
 from ..storage import StorageError, retrying
 from .config import InferConfig
+from .deaths import after_death
 from .lease import LeaseLost, OutputLease
 from .manifest import ManifestRow
 from .messages import Fenced, Finished, SegmentFailed, SegmentStored, Split, Unit
@@ -299,51 +301,23 @@ class InferScheduler:
             # Cancelled, or a video already failed: a segment failed, and its row says why
 
     def _actor_died(self, unit, error, queue, videos, member: Member, ack) -> None:
-        """The actor running `unit` died: charge the unit an attempt only if it was the
-        unit's doing: the actor had begun it, and it alone (units run side by side on an
-        actor: when several had begun, each is retried alone, uncharged, so the next death
-        names the culprit), and the actor was not killed for another task."""
-        key = unit.key
-        stalled = member.killed[1] if member.killed and member.killed[0] == key else None
+        """The actor running `unit` died: `deaths.after_death` decides what it costs."""
         if member.began_at_death is None:  # decided once, by the first of its units seen
-            on_it = [(key, ack), *((u.key, a) for m, u, a in self.running.values() if m is member)]
+            on_it = [(unit.key, ack)]
+            on_it += [(u.key, a) for m, u, a in self.running.values() if m is member]
             member.began_at_death = {k for k, a in on_it if self._began(a)}
-        began = key in member.began_at_death
-        uncharged = unit.uncharged
-        if member.killed is None and began and len(member.began_at_death) > 1:
-            self.progress.line(
-                f"{key}: its actor died running {len(member.began_at_death)} units at once "
-                f"({first_line(error)}); retried alone, no attempt charged"
-            )
-            queue.appendleft(unit.with_(alone=True, uncharged=uncharged + 1))
-            return
-        charged = stalled is not None or (member.killed is None and began)
-        if not charged and uncharged < 2 * self.config.actors.max_attempts:
-            # dead before it took the unit (idle), or killed for a stalled stitch beside it
-            self.progress.line(
-                f"{key}: its actor died before taking it ({first_line(error)}); "
-                "sent to another actor, no attempt charged"
-            )
-            queue.appendleft(unit.with_(uncharged=uncharged + 1))
-            return
-        attempts = unit.attempt
-        why = stalled or "the actor died"
-        if attempts < self.config.actors.max_attempts:
-            self.progress.line(
-                f"{unit.video_id}: {why} (attempt {attempts} of "
-                f"{self.config.actors.max_attempts}); retrying"
-            )
-            queue.appendleft(unit.with_(attempt=attempts + 1))
-            return
-        what = f"segment {unit.segment}" if unit.is_segment else "the video"
-        if stalled:
-            reason = f"{what} {stalled} (attempt {attempts} of {attempts})"
+        verdict = after_death(
+            unit,
+            member.began_at_death,
+            member.killed,
+            self.config.actors.max_attempts,
+            first_line(error),
+        )
+        if verdict.retry is not None:
+            self.progress.line(verdict.line)
+            queue.appendleft(verdict.retry)
         else:
-            reason = (
-                f"the actor died on each of {attempts} attempts at {what} "
-                f"(out of memory or a crash in native code?): {first_line(error)}"
-            )
-        self._unit_failed(unit, reason, videos, attempts=attempts)
+            self._unit_failed(unit, verdict.reason, videos, attempts=verdict.attempts)
 
     def _began(self, ack) -> bool:
         """Whether the actor answered the `begin` sent ahead of a unit (then it was alive and

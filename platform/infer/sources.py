@@ -63,8 +63,11 @@ class DecodeAhead:
                 raise item
             yield item
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop decoding, and wait for the thread (a frame, or a read up to `timeout_s`),
+        so the video is not closed under it."""
         self._stop.set()
+        self._thread.join(timeout=timeout_s)
 
     def __enter__(self) -> DecodeAhead:
         return self

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from vda.platform.core.config import ConfigError, build
 from vda.platform.infer.activity import ActivityReport, ActorActivity
+from vda.platform.infer.config import InferConfig
+from vda.platform.infer.deaths import after_death
+from vda.platform.infer.messages import Unit
 from vda.platform.infer.stalls import StallPolicy, Watched
 from vda.platform.storage import StorageError, is_missing, retrying
 
@@ -192,3 +196,41 @@ def test_the_ratio_estimate_interval_by_hand():
     assert one.total == 150 and one.half_width == float("inf")  # one header: no spread known
     unsized = ratio_estimate([10, 30], [0, 0], population_bytes=0, population=10)
     assert unsized.total == pytest.approx(200)  # no sizes (a .txt list): by count
+
+
+def test_a_death_is_charged_to_the_unit_that_ran_alone_and_to_no_other():
+    unit, beside = Unit("s3://b/a.mp4", "a"), Unit("s3://b/b.mp4", "b")
+    both = after_death(unit, {"a", "b"}, None, 2, "exit 1")
+    assert both.retry == unit.with_(alone=True, uncharged=1)  # begun beside b: not charged
+    assert "2 units at once" in both.line
+    alone = after_death(both.retry, {"a"}, None, 2, "exit 1")
+    assert alone.retry == both.retry.with_(attempt=2)  # now its own: charged
+    last = after_death(alone.retry, {"a"}, None, 2, "exit 1")
+    assert last.retry is None and last.attempts == 2
+    assert last.reason.startswith("the actor died on each of 2 attempts at the video")
+    idle = after_death(beside, set(), None, 2, "exit 1")  # never taken: uncharged
+    assert idle.retry == beside.with_(uncharged=1) and "before taking it" in idle.line
+    worn = beside.with_(uncharged=4)  # twice max_attempts uncharged: charged after all
+    assert after_death(worn, set(), None, 2, "x").retry == worn.with_(attempt=2)
+
+
+def test_a_stall_kill_is_charged_to_the_stalled_task_only():
+    unit, beside = Unit("s3://b/a.mp4", "a", attempt=2), Unit("s3://b/b.mp4", "b")
+    killed = ("a", "stalled for 300 s in decode")
+    stalled = after_death(unit, {"a", "b"}, killed, 2, "killed")
+    assert stalled.retry is None
+    assert stalled.reason == "the video stalled for 300 s in decode (attempt 2 of 2)"
+    other = after_death(beside, {"a", "b"}, killed, 2, "killed")
+    assert other.retry == beside.with_(uncharged=1)  # not alone: the stall was not its
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("on", r"overlap must be auto, always or never, not 'on'"),
+        (True, r"actors.overlap: expected a string, got True"),  # YAML's bare `on`
+    ],
+)
+def test_an_overlap_that_is_not_auto_always_or_never_is_one_clear_error(value, message):
+    with pytest.raises(ConfigError, match=message):
+        build(InferConfig, {"actors": {"overlap": value}})
