@@ -1,7 +1,8 @@
 """`vda bench infer --null N`: the driver's own cost per video, with a model that does nothing.
 
 Everything but the model is real: N empty input files are listed and
-planned, dispatched to one actor (`actors.units_in_flight` at a time),
+planned, dispatched to one actor (`actors.units_in_flight` calls at a time,
+short videos several to a call: `actors.batch_s`),
 committed by it (the lease check, `_SUCCESS.json`, the create-only durable
 row), merged into part files by the driver and compacted into the
 manifest; the actor commits each video at once (`fault.null_model`), so the
@@ -38,7 +39,7 @@ def run_driver_bench(videos: int) -> dict:
         print(
             f"null-model job over {run['videos']:,} videos (one actor, local folders): "
             f"{run['seconds']:.1f} s in all, {run['videos_per_s']:.0f} videos/s once the actor "
-            f"was ready; driver CPU {run['cpu_s']:.1f} s "
+            f"was ready, {run['videos_per_call']:.1f} videos a call; driver CPU {run['cpu_s']:.1f} s "
             f"({run['cpu_s'] * 1e3 / run['videos']:.2f} core-ms per video); peak RSS "
             f"{run['peak_rss_mb']:.0f} MB",
             flush=True,
@@ -99,6 +100,7 @@ def measure() -> None:
                 "cpu_s": cpu,
                 "videos_per_s": videos / running if running > 0 else 0.0,
                 "peak_rss_mb": peak_rss_mb(),
+                "videos_per_call": videos / max(1, result.actor_calls),
             }
         )
     )

@@ -40,6 +40,10 @@ class ActorConfig:
     # actors the work around the model takes the cores torch's threads run on, and one at
     # a time is faster (`vda bench infer --many`, docs/infer.md). auto | always | never
     overlap: str = "auto"
+    # short videos travel several to a call, up to about this many seconds of work as the
+    # job has measured it, at most `batch_max` (`batching.py`); 0: one video a call
+    batch_s: float = 5.0
+    batch_max: int = 32
     # a unit of work (a video or a segment) whose actor dies this many times is recorded
     # as failed with the reason; the actor is replaced each time and the job goes on
     max_attempts: int = 3
@@ -70,6 +74,8 @@ class ActorConfig:
             raise ValueError("actors: need 1 <= min_actors <= max_actors (0: unbounded)")
         if self.units_in_flight < 1:
             raise ValueError("actors.units_in_flight must be at least 1")
+        if self.batch_s < 0 or self.batch_max < 1:
+            raise ValueError("actors: need batch_s >= 0 (seconds; 0: off) and batch_max >= 1")
         if self.overlap not in ("auto", "always", "never"):
             raise ValueError(f"actors.overlap must be auto, always or never, not {self.overlap!r}")
         if self.stall_timeout_s <= 0 or self.autoscaler_ttl_s <= 0:

@@ -7,9 +7,9 @@ whether the driver killed it for a stall (and for which task). From that:
 - a unit the actor had not begun (it died idle), or one beside a task the
   driver killed for a stall, is sent again, uncharged (at most twice
   `max_attempts` times: past that a death is charged after all);
-- a unit begun beside another (units run side by side on GPU actors) is
-  sent again alone and uncharged: nothing runs beside it then, so the next
-  death is its own;
+- a unit begun together with others (side by side on a GPU actor, or in
+  one call with other short videos) is sent again alone and uncharged:
+  nothing runs beside it then, so the next death is its own;
 - otherwise the death is the unit's attempt: retried until `max_attempts`,
   then its video fails with the reason.
 """
@@ -44,7 +44,7 @@ def after_death(
     if killed is None and taken and len(began) > 1:
         return DeathVerdict(
             unit.with_(alone=True, uncharged=uncharged + 1),
-            f"{key}: its actor died running {len(began)} units at once ({error}); "
+            f"{key}: its actor died holding {len(began)} units begun together ({error}); "
             "retried alone, no attempt charged",
         )
     charged = stalled is not None or (killed is None and taken)

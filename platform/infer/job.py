@@ -50,6 +50,7 @@ class InferResult:
     scheduled_seconds: float = 0.0  # actors started, units run, stitches done: the makespan
     startup_seconds: float = 0.0  # of which: until the first actor had loaded the model
     actors_peak: int = 0  # the most actors that were ready at once
+    actor_calls: int = 0  # calls that carried units: fewer than the units where videos batched
     settings: S3Settings | None = None
 
     @property
@@ -96,7 +97,7 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
         parts = ManifestParts(
             config.output, config.s3, config.manifest.merge_s, config.manifest.merge_rows
         )
-        scheduled, startup, peak = _schedule(config, plan, progress, lease, parts)
+        scheduled, startup, peak, calls = _schedule(config, plan, progress, lease, parts)
         lease.check()
         parts.flush()
         done = compact(  # the earlier runs' kept rows, and this run's from its own parts
@@ -118,6 +119,7 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
         scheduled,
         startup,
         peak,
+        calls,
         config.s3,
     )
     result.mlflow_run_id = _track(config, result)
@@ -126,14 +128,14 @@ def run_infer(config: InferConfig, progress=print) -> InferResult:
 
 def _schedule(
     config: InferConfig, plan, progress, lease: OutputLease, parts: ManifestParts
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, int]:
     """Run the to-do units on the pool, each row to the manifest parts as it arrives:
-    (makespan s, first actor ready s, peak actors)."""
+    (makespan s, first actor ready s, peak actors, actor calls)."""
 
     from .scheduler import InferScheduler
 
     if not plan.todo:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0, 0
     start_ray()
     with contextlib.suppress(StorageError):
         delete(join(config.output, "_tmp"), config.s3)  # dead attempts' staging
@@ -141,7 +143,8 @@ def _schedule(
     scheduler = InferScheduler(config, plan.checkpoint_sha256, parts.add, progress, lease)
     scheduler.run(plan.todo)  # PoolStartError: no actor could start; the durable rows stay
     pool = scheduler.pool
-    return time.perf_counter() - started, pool.first_ready_s or 0.0, pool.peak_ready
+    elapsed = time.perf_counter() - started
+    return elapsed, pool.first_ready_s or 0.0, pool.peak_ready, scheduler.calls
 
 
 def _track(config: InferConfig, result: InferResult) -> str:

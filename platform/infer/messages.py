@@ -1,7 +1,8 @@
 """What the driver and the actors say to each other: typed, not dicts keyed by a string.
 
-A `Unit` goes to an actor (a whole video, or one segment of a split video);
-one of the result types comes back. The scheduler matches on the type
+A list of `Unit`s goes to an actor in one call (a whole video, one segment
+of a split video, or several short videos); a `Ran` per unit comes back,
+with one of the result types. The scheduler matches on the type
 (`match result: case Finished(row=row): ...`), so a new kind of answer is
 a new class the type checker and the reader can follow, not a new string.
 Slotted and frozen: a million pending units are a million small records.
@@ -89,3 +90,11 @@ class Cancelled:
 
 
 Result = Finished | Split | SegmentStored | SegmentFailed | Fenced | Cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """A unit's result and the seconds the actor spent on it (what sizes batches)."""
+
+    result: Result
+    seconds: float

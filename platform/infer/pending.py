@@ -122,6 +122,16 @@ class PendingQueue:
             return self.fresh[self.stop]
         return self.front.pop()
 
+    def peek(self, from_end: bool = False) -> Unit:
+        """The unit `pop` (from_end) or `popleft` would take, left in the queue."""
+        if from_end:
+            return self.fresh[self.stop - 1] if self.first < self.stop else self.front[-1]
+        if self.front:
+            return self.front[0]
+        if self.first >= self.stop:
+            raise IndexError("peek into an empty queue")
+        return self.fresh[self.first]
+
     def appendleft(self, unit: Unit) -> None:
         self.front.appendleft(unit)
 

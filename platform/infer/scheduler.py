@@ -9,15 +9,14 @@ driver owns plain Ray actors (`pool.py` decides how many and when):
 
 - units (whole videos, segments of split videos) go to idle actors as soon
   as the first one is ready, longest work first (a split video's segments
-  jump the queue: it bounds makespan);
+  jump the queue: it bounds makespan); short videos travel several to a call
+  (`batching.py`);
 - an actor that dies is replaced, and its unit is retried until it has been
   attempted `max_attempts` times; then the video is recorded as failed with
-  the reason, and the job goes on. An attempt is charged only to the unit
-  the actor was running: each unit is preceded by a `begin` call in the
-  same queue, and an actor that died before answering it (dead while idle)
-  charges nothing; an actor killed for a stalled stitch charges nothing to
-  the unit beside it; a death with two units begun side by side charges
-  neither and retries each alone (`deaths.py`);
+  the reason, and the job goes on. `deaths.py` decides what a death costs:
+  a `begin` call ahead of each call in the same queue tells a death while
+  idle (nothing charged) from one while running; units begun together are
+  retried alone, so the next death names the culprit;
 - no wait without a deadline: every busy actor is asked now and then what
   its tasks are doing (`activity.py`); a unit or stitch without progress for
   its deadline (`stalls.py`) is stalled: the actor is killed, and the unit
@@ -33,17 +32,18 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.config import to_dict
 from ..core.progress import JobProgress
 from ..storage import StorageError, retrying
+from .batching import UnitSeconds, batch_limit, take_batch
 from .config import InferConfig
 from .deaths import after_death
+from .inflight import Call, InFlightVideo
 from .lease import LeaseLost, OutputLease
 from .manifest import ManifestRow
-from .messages import Fenced, Finished, SegmentFailed, SegmentStored, Split, Unit
+from .messages import Fenced, Finished, Ran, SegmentFailed, SegmentStored, Split, Unit
 from .pending import Pending, PendingQueue
 from .pool import ActorPool, Member, first_line
 from .records import base_row
@@ -51,19 +51,6 @@ from .segments import read_records
 from .stalls import StallPolicy
 from .watch import StallWatch
 from .worker import VideoDepthWorker
-
-
-@dataclass
-class _Video:
-    unit: Unit
-    plan: str | None = None
-    segments: int = 0
-    failed: str | None = None
-    stitch: Any = None  # the stitch's ref, while it runs
-    stitch_host: Member | None = None
-    stitch_attempt: int = 0
-    stitch_uncharged: int = 0  # restarts after deaths that were not the stitch's doing
-    segments_left: int = 0  # segments queued or running: its stitch may wait that long
 
 
 class InferScheduler:
@@ -100,20 +87,24 @@ class InferScheduler:
         )
         self.model: dict[str, Any] = {}
         self.watch = StallWatch(ray, StallPolicy(actors.stall_timeout_s), progress)
+        self.unit_seconds = UnitSeconds()  # what sizes the batches of short videos
+        self.calls = 0  # actor calls made: below the units run when short videos batch
 
     def run(self, units: Pending) -> None:
         ray, pool = self.ray, self.pool
         queue = PendingQueue(units)  # a Unit is made as it is taken
-        videos: dict[str, _Video] = {}  # the videos begun and not finished (split: kept)
+        videos: dict[str, InFlightVideo] = {}  # the videos begun and not finished (split: kept)
         self.progress = progress = JobProgress(
             len(units), "vda infer", self.out, self.config.progress_s, self.config.verbose
         )
         progress.extra = lambda: f"actors {len(pool.ready())} running, {pool.starting()} starting"
         self.watch.progress = progress.line
-        running: dict[Any, tuple[Member, Unit, Any]] = {}  # ref -> (actor, unit, its begin's ref)
+        running: dict[Any, Call] = {}  # the process call's ref -> the call
         stitching: dict[Any, str] = {}  # ref -> video id
         self.videos, self.running = videos, running
-        self.homeless: deque[_Video] = deque()  # stitches whose actor died, none ready to host
+        self.homeless: deque[InFlightVideo] = (
+            deque()
+        )  # stitches whose actor died, none ready to host
         try:
             pool.start(len(queue))
             while queue or running or stitching or self.homeless:
@@ -131,17 +122,25 @@ class InferScheduler:
                         continue  # it waits for an actor with nothing else to run
                     # a place behind a running unit takes the shortest work (the queue's end):
                     # the longest, and split videos' segments, go to actors that are free
-                    unit = queue.pop() if member.units else queue.popleft()
+                    from_end = member.units > 0
+                    limit = batch_limit(len(queue), ready_count, self.config.actors.batch_max)
+                    first = queue.pop() if from_end else queue.popleft()
+                    batch = take_batch(
+                        queue, first, from_end, self.unit_seconds, self.config.actors.batch_s, limit
+                    )
                     member.units += 1
-                    if unit.video_id not in videos:
-                        videos[unit.video_id] = _Video(unit)
-                    if unit.alone:
-                        member.alone = unit.key
-                    ack = member.actor.begin.remote(unit.key)  # same queue as process: ahead
-                    running[member.actor.process.remote(unit)] = (member, unit, ack)
-                    self.watch.sent(unit.key)
+                    self.calls += 1
+                    for unit in batch:
+                        if unit.video_id not in videos:
+                            videos[unit.video_id] = InFlightVideo(unit)
+                        self.watch.sent(unit.key)
+                    if first.alone:
+                        member.alone = first.key
+                    # begin goes first, in the same queue as process
+                    ack = member.actor.begin.remote([unit.key for unit in batch])
+                    running[member.actor.process.remote(batch)] = Call(member, batch, ack)
                 self._rehome_stitches(stitching)
-                self.watch.check(pool.ready(), running.values(), self._may_wait)
+                self.watch.check(pool.ready(), self._running_units(), self._may_wait)
                 polls = [m.poll for m in pool.members if m.poll is not None]
                 waiting = [*running, *stitching, *pool.pending_refs(), *polls]
                 timeout = min(
@@ -155,9 +154,7 @@ class InferScheduler:
                     if ref in stitching:
                         self._finish_stitch(ref, videos[stitching.pop(ref)], stitching)
                     elif ref in running:
-                        member, unit, ack = running.pop(ref)
-                        self.watch.done(unit.key)
-                        self._finish_unit(ref, member, unit, ack, queue, videos, stitching)
+                        self._finish_call(ref, running.pop(ref), queue, videos, stitching)
                     elif (member := pool.by_start_ref(ref)) is not None:
                         pool.on_ready(member)
                         if member.ready and not self.model:
@@ -169,29 +166,43 @@ class InferScheduler:
             pool.shutdown()
 
     # -- results -------------------------------------------------------------
-    def _finish_unit(self, ref, member: Member, unit, ack, queue, videos, stitching) -> None:
-        ray = self.ray
+    def _running_units(self):
+        """(actor, unit, begin's ref) of every unit sent and not answered."""
+        return ((c.member, u, c.ack) for c in self.running.values() for u in c.units)
+
+    def _finish_call(self, ref, call: Call, queue, videos, stitching) -> None:
+        ray, member = self.ray, call.member
+        for unit in call.units:
+            self.watch.done(unit.key)
         try:
-            result = ray.get(ref)
+            answers: list[Ran] = ray.get(ref)
         except ray.exceptions.RayActorError as error:
             self.pool.died(member)
-            self._actor_died(unit, error, queue, videos, member, ack)
+            self._actor_died(call, error, queue, videos)
             return
         except ray.exceptions.RayError as error:  # the call failed, the actor lives
-            self._released(member, unit)
-            self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
+            self._released(member, call.units[0])
+            for unit in call.units:
+                self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
             return
-        self._released(member, unit)
-        video = videos[unit.video_id]
+        self._released(member, call.units[0])
+        for unit, answer in zip(call.units, answers, strict=False):  # a fenced one ends it
+            self._finish_unit(unit, answer, member, queue, stitching)
+
+    def _finish_unit(self, unit: Unit, answer: Ran, member: Member, queue, stitching) -> None:
+        result = answer.result
+        video = self.videos[unit.video_id]
         match result:
             case Fenced(reason=reason):
                 raise LeaseLost(reason)
             case Finished(row=row):
+                if row.status == "done" and unit.attempt == 1 and not unit.uncharged:
+                    self.unit_seconds.learn(unit.bytes, answer.seconds)
                 self._emit(row)
             case SegmentStored():
                 video.segments_left -= 1  # its stitch reads the record from storage
             case SegmentFailed(error=error):
-                self._unit_failed(unit, error, videos)
+                self._unit_failed(unit, error, self.videos)
             case Split(plan=key, segments=plan):
                 self._split(video, key, plan, member, queue, stitching)
 
@@ -201,7 +212,9 @@ class InferScheduler:
         if member.alone == unit.key:
             member.alone = None
 
-    def _split(self, video: _Video, key: str, plan, member: Member, queue, stitching) -> None:
+    def _split(
+        self, video: InFlightVideo, key: str, plan, member: Member, queue, stitching
+    ) -> None:
         """Queue a long video's segments (ahead of the rest: they bound the makespan) and
         start its stitch; segments an earlier run stored under the same plan are reused."""
         video_id = video.unit.video_id
@@ -226,7 +239,7 @@ class InferScheduler:
         self._start_stitch(video, stitching, prefer=member)
         # a finished segment: its stitch reads the record from storage
 
-    def _start_stitch(self, video: _Video, stitching, prefer: Member | None = None) -> None:
+    def _start_stitch(self, video: InFlightVideo, stitching, prefer: Member | None = None) -> None:
         host = self.pool.host_for_stitch() or prefer
         if host is None:  # every actor is full of stitches or dead: take the least loaded
             host = min(self.pool.ready(), key=lambda m: len(m.stitches), default=None)
@@ -252,7 +265,7 @@ class InferScheduler:
             else:
                 self.homeless.append(video)
 
-    def _finish_stitch(self, ref, video: _Video, stitching) -> None:
+    def _finish_stitch(self, ref, video: InFlightVideo, stitching) -> None:
         ray, host = self.ray, video.stitch_host
         video.stitch, video.stitch_host = None, None
         key = f"stitch:{video.unit.video_id}"
@@ -300,24 +313,25 @@ class InferScheduler:
                 self._emit(row)
             # Cancelled, or a video already failed: a segment failed, and its row says why
 
-    def _actor_died(self, unit, error, queue, videos, member: Member, ack) -> None:
-        """The actor running `unit` died: `deaths.after_death` decides what it costs."""
-        if member.began_at_death is None:  # decided once, by the first of its units seen
-            on_it = [(unit.key, ack)]
-            on_it += [(u.key, a) for m, u, a in self.running.values() if m is member]
-            member.began_at_death = {k for k, a in on_it if self._began(a)}
-        verdict = after_death(
-            unit,
-            member.began_at_death,
-            member.killed,
-            self.config.actors.max_attempts,
-            first_line(error),
-        )
-        if verdict.retry is not None:
-            self.progress.line(verdict.line)
-            queue.appendleft(verdict.retry)
-        else:
-            self._unit_failed(unit, verdict.reason, videos, attempts=verdict.attempts)
+    def _actor_died(self, call: Call, error, queue, videos) -> None:
+        """The actor running `call` died: `deaths.after_death` decides what it costs each unit."""
+        member = call.member
+        if member.began_at_death is None:  # decided once, by the first of its calls seen
+            calls = [call, *(c for c in self.running.values() if c.member is member)]
+            member.began_at_death = {u.key for c in calls if self._began(c.ack) for u in c.units}
+        for unit in call.units:
+            verdict = after_death(
+                unit,
+                member.began_at_death,
+                member.killed,
+                self.config.actors.max_attempts,
+                first_line(error),
+            )
+            if verdict.retry is not None:
+                self.progress.line(verdict.line)
+                queue.appendleft(verdict.retry)
+            else:
+                self._unit_failed(unit, verdict.reason, videos, attempts=verdict.attempts)
 
     def _began(self, ack) -> bool:
         """Whether the actor answered the `begin` sent ahead of a unit (then it was alive and
@@ -338,7 +352,12 @@ class InferScheduler:
         return video is not None and video.segments_left > 0
 
     def _unit_failed(
-        self, unit, reason: str, videos, attempts: int | None = None, video: _Video | None = None
+        self,
+        unit,
+        reason: str,
+        videos,
+        attempts: int | None = None,
+        video: InFlightVideo | None = None,
     ) -> None:
         video = video or videos[unit.video_id]
         if video.failed is not None:

@@ -45,7 +45,16 @@ from .activity import Activity, ActorActivity
 from .commit import OutputCommit, record_failure
 from .config import InferConfig
 from .lease import LeaseLost
-from .messages import Fenced, Finished, Result, SegmentFailed, SegmentStored, Split, Unit
+from .messages import (
+    Fenced,
+    Finished,
+    Ran,
+    Result,
+    SegmentFailed,
+    SegmentStored,
+    Split,
+    Unit,
+)
 from .records import base_row, committed_row, finish_row, video_metadata
 from .rows import AlreadyCommitted
 from .sources import DecodeAhead, OpenedVideo, threaded
@@ -54,7 +63,8 @@ from .turns import ModelTurns
 
 
 class VideoDepthWorker:
-    """A Ray actor (see scheduler.py): one model, one unit of work per call."""
+    """A Ray actor (see scheduler.py): one model, a unit of work (or a batch of short
+    videos) per call."""
 
     def __init__(
         self, config: dict[str, Any], checkpoint_sha256: str, lease_owner: str = ""
@@ -68,7 +78,7 @@ class VideoDepthWorker:
         self.activity = ActorActivity()
         self.units_begun = 0
         self.turns = ModelTurns()  # one model, the units in flight here take turns on it
-        self._running = 0  # units in `process` now
+        self._running = 0  # calls in `process` now
         self._dying = threading.Event()  # fault injection: the next unit is not taken
 
     def load(self) -> dict[str, Any]:
@@ -111,27 +121,41 @@ class VideoDepthWorker:
         }
         return {**self.model, "node": self.node}
 
-    def begin(self, key: str) -> str:
-        """Sent right before each unit, in the same queue: its answer proves the actor was
-        alive and took the unit, so a death after it is the unit's attempt and a death
-        before it is not (an actor that died idle charges nothing)."""
+    def begin(self, keys: list[str]) -> list[str]:
+        """Sent right before each call, in the same queue: its answer proves the actor was
+        alive and took the call's units, so a death after it is theirs and a death before
+        it is not (an actor that died idle charges nothing)."""
         every = self.config.fault.die_idle_every
         if every and self.units_begun >= every:
             self._die_idle()
-        self.units_begun += 1
-        return key
+        self.units_begun += len(keys)
+        return keys
 
-    def process(self, unit: Unit) -> Result:
+    def process(self, units: list[Unit]) -> list[Ran]:
+        """One unit, or several short videos one after another (`batching.py`), each with
+        its own commit and row; a fenced unit ends the call (the job stops)."""
         while self._dying.is_set():  # fault injection: held until the actor exits
             time.sleep(1)
-        activity = self.activity.begin(unit.key)
+        done: list[Ran] = []
         self._running += 1
+        try:
+            for unit in units:
+                start = time.perf_counter()
+                result = self._unit(unit)
+                done.append(Ran(result, time.perf_counter() - start))
+                if isinstance(result, Fenced):
+                    break
+        finally:
+            self._running -= 1
+        return done
+
+    def _unit(self, unit: Unit) -> Result:
+        activity = self.activity.begin(unit.key)
         try:
             if unit.is_segment:
                 return self._segment(unit, activity)
             return self._video(unit, activity)
         finally:
-            self._running -= 1
             self.activity.end(activity.key)
 
     @ray.method(concurrency_group="control")

@@ -43,6 +43,7 @@ def null_job(tmp_path):
 
 
 def test_a_video_is_held_by_the_scheduler_only_while_it_is_in_flight(ray_cluster, null_job):
+    null_job["actors"]["batch_s"] = 0  # one video a call: the bound below is exact
     config = build(InferConfig, null_job)
     plan = plan_job(config)
     held, rows = [], []
@@ -73,3 +74,25 @@ def test_rows_reach_the_manifest_through_part_files_and_a_rerun_merges_them(ray_
     assert again.count("skipped") == VIDEOS and again.count("done") == 0
     rows = again.table.drop_columns(["processed"])
     assert rows.equals(first.table.drop_columns(["processed"]))
+
+
+def test_short_videos_travel_in_batches_and_a_poison_one_in_a_batch_fails_alone(
+    ray_cluster, null_job
+):
+    poison = "shelf1/clip0061"  # the middle of the queue: the first calls are measured
+    null_job["actors"].update({"max_attempts": 2, "batch_max": 16})
+    null_job["fault"]["crash_videos"] = [poison]
+    config = build(InferConfig, null_job)
+    lines: list[str] = []
+    result = run_infer(config, progress=lines.append)
+    rows = {row.video_id: row for row in result.rows}
+    assert result.count("done") == VIDEOS - 1 and rows[poison].status == "failed"
+    assert rows[poison].attempts == 2
+    assert "the actor died on each of 2 attempts at the video" in rows[poison].error
+    # the others of its batch were retried alone and uncharged: each done at its first attempt
+    assert all(row.attempts == 1 for key, row in rows.items() if key != poison)
+    said = [line for line in lines if f" {poison}: its actor died holding" in line]
+    assert said and "units begun together" in said[0] and "holding 1 " not in said[0]
+    # one video a call would be 120 calls and more; batches of 16, and the dead batch's
+    # videos alone, are about 30
+    assert result.actor_calls < VIDEOS // 2

@@ -202,7 +202,7 @@ def test_a_death_is_charged_to_the_unit_that_ran_alone_and_to_no_other():
     unit, beside = Unit("s3://b/a.mp4", "a"), Unit("s3://b/b.mp4", "b")
     both = after_death(unit, {"a", "b"}, None, 2, "exit 1")
     assert both.retry == unit.with_(alone=True, uncharged=1)  # begun beside b: not charged
-    assert "2 units at once" in both.line
+    assert "holding 2 units begun together" in both.line
     alone = after_death(both.retry, {"a"}, None, 2, "exit 1")
     assert alone.retry == both.retry.with_(attempt=2)  # now its own: charged
     last = after_death(alone.retry, {"a"}, None, 2, "exit 1")
