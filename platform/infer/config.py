@@ -31,8 +31,9 @@ class ActorConfig:
     gpus_per_actor: float = 0.0
     # split videos' stitches run in threads of the pool's actors, this many per actor at most
     stitches_per_actor: int = 4
-    # units sent to an actor ahead of time: the next one waits in the actor's queue while the
-    # current one runs, so the model does not idle through the round trip to the driver
+    # calls (a unit, or a batch of short videos) sent to an actor ahead of time: the next
+    # waits in the actor's queue while the current one runs, so the model does not idle
+    # through the round trip to the driver
     units_in_flight: int = 2
     # the units in flight run side by side and take turns on the model (`turns.py`): the
     # next video opens and decodes ahead while the current one runs, and a finished one's

@@ -154,3 +154,14 @@ def test_png16_and_previews_use_one_range_for_the_video(tmp_path):
     with open_video(tmp_path / "o" / "preview_gray.mp4") as reader:
         means = [f.mean() for f in reader.frames()]
     assert means[-1] > means[0] + 50
+
+
+def test_the_preview_colour_map_is_opencv_s_inferno_pixel_for_pixel():
+    import cv2
+
+    from vda.platform.video.writers import inferno
+
+    gray = np.random.default_rng(5).integers(0, 256, (37, 53), dtype=np.uint8)
+    assert np.array_equal(inferno(gray), cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO))
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(inferno(levels), cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO))
