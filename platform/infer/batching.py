@@ -25,19 +25,24 @@ from .pending import PendingQueue
 
 class UnitSeconds:
     """Seconds of actor time a unit takes, fitted as `fixed + per_byte * bytes` by least
-    squares over the last `window` finished videos (a video's bytes from the listing)."""
+    squares over the last `window` finished videos (a video's bytes from the listing).
+    No estimate (it travels alone) for a video of unknown size (an image sequence, a
+    `.txt` list's entry) or over twice the largest measured: a fit is not extrapolated."""
 
     def __init__(self, window: int = 64) -> None:
         self._samples: deque[tuple[int, float]] = deque(maxlen=window)
         self._fit: tuple[float, float] | None = None
 
     def learn(self, size: int, seconds: float) -> None:
-        self._samples.append((max(0, size), max(0.0, seconds)))
-        self._fit = None
+        if size > 0:
+            self._samples.append((size, max(0.0, seconds)))
+            self._fit = None
 
     def estimate(self, unit: Unit) -> float | None:
-        """None until a video has been measured."""
-        if not self._samples:
+        """None until a video of about its size has been measured."""
+        if not self._samples or unit.bytes <= 0:
+            return None
+        if unit.bytes > 2 * max(size for size, _ in self._samples):
             return None
         if self._fit is None:
             self._fit = _least_squares(self._samples)
@@ -79,7 +84,7 @@ def take_batch(
     their estimated seconds together stay within `budget_s`."""
     batch = [first]
     total = _batchable(first, seconds)
-    if total is None:
+    if total is None or budget_s <= 0:
         return batch
     while len(batch) < limit and queue:
         after = _batchable(queue.peek(from_end), seconds)

@@ -79,7 +79,7 @@ class Member:
     load_ref: Any
     started: float  # time.monotonic() at creation, then at placement
     state: ActorState = ActorState.PLACING
-    units: int = 0  # units (videos or segments) sent to it and not finished: queued there too
+    units: int = 0  # calls (a unit, or a batch of short videos) sent and not answered
     stitches: set[str] = field(default_factory=set)  # video ids whose stitch it hosts
     node: str = ""
     info: dict[str, Any] = field(default_factory=dict)

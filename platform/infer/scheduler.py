@@ -1,11 +1,7 @@
 """The driver's scheduler: units of work in, manifest rows out, whatever the actors do.
 
-Why not a Ray Data `map_batches` over an actor pool (the first version): a
-video that kills its actor on every attempt (out of memory, a decoder crash)
-exhausts Ray Data's task retries and fails the whole dataset, taking every
-other video's result with it; and a long video's segments, their stitch and
-a per-video retry count do not fit a one-row-in, one-row-out map. Here the
-driver owns plain Ray actors (`pool.py` decides how many and when):
+Plain Ray actors the driver owns (`pool.py` decides how many and when), not
+Ray Data's `map_batches` (docs/infer.md says why: a poison video, segments):
 
 - units (whole videos, segments of split videos) go to idle actors as soon
   as the first one is ready, longest work first (a split video's segments
@@ -140,7 +136,8 @@ class InferScheduler:
                     ack = member.actor.begin.remote([unit.key for unit in batch])
                     running[member.actor.process.remote(batch)] = Call(member, batch, ack)
                 self._rehome_stitches(stitching)
-                self.watch.check(pool.ready(), self._running_units(), self._may_wait)
+                units = ((c.member, u, c.ack) for c in running.values() for u in c.units)
+                self.watch.check(pool.ready(), units, self._may_wait)
                 polls = [m.poll for m in pool.members if m.poll is not None]
                 waiting = [*running, *stitching, *pool.pending_refs(), *polls]
                 timeout = min(
@@ -166,10 +163,6 @@ class InferScheduler:
             pool.shutdown()
 
     # -- results -------------------------------------------------------------
-    def _running_units(self):
-        """(actor, unit, begin's ref) of every unit sent and not answered."""
-        return ((c.member, u, c.ack) for c in self.running.values() for u in c.units)
-
     def _finish_call(self, ref, call: Call, queue, videos, stitching) -> None:
         ray, member = self.ray, call.member
         for unit in call.units:
@@ -182,8 +175,11 @@ class InferScheduler:
             return
         except ray.exceptions.RayError as error:  # the call failed, the actor lives
             self._released(member, call.units[0])
-            for unit in call.units:
-                self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
+            for unit in call.units:  # a batch's units again alone: the failure is one's own
+                if len(call.units) > 1 and unit.uncharged < 2 * self.config.actors.max_attempts:
+                    queue.appendleft(unit.with_(alone=True, uncharged=unit.uncharged + 1))
+                else:
+                    self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
             return
         self._released(member, call.units[0])
         for unit, answer in zip(call.units, answers, strict=False):  # a fenced one ends it
@@ -317,7 +313,8 @@ class InferScheduler:
         """The actor running `call` died: `deaths.after_death` decides what it costs each unit."""
         member = call.member
         if member.began_at_death is None:  # decided once, by the first of its calls seen
-            calls = [call, *(c for c in self.running.values() if c.member is member)]
+            others = [r for r, c in self.running.items() if c.member is member]
+            calls = [call, *(self.running[r] for r in others if not self._answered(r))]
             member.began_at_death = {u.key for c in calls if self._began(c.ack) for u in c.units}
         for unit in call.units:
             verdict = after_death(
@@ -332,6 +329,14 @@ class InferScheduler:
                 queue.appendleft(verdict.retry)
             else:
                 self._unit_failed(unit, verdict.reason, videos, attempts=verdict.attempts)
+
+    def _answered(self, ref) -> bool:
+        """Whether a call on a dead actor had returned before the death (its units were
+        not on the actor then)."""
+        try:
+            return bool(self.ray.wait([ref], timeout=0)[0] and self.ray.get(ref, timeout=0))
+        except Exception:
+            return False
 
     def _began(self, ack) -> bool:
         """Whether the actor answered the `begin` sent ahead of a unit (then it was alive and

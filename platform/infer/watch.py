@@ -91,8 +91,11 @@ class StallWatch:
             watched = self.watched.get(key)
             if watched is None:
                 continue
-            if key not in by_key:  # not begun: queued behind a unit, or for a stitch thread
-                watched.last_step = now
+            if key not in by_key:
+                if watched.phase != "queued":  # it ran and ended: its call returns with the
+                    del self.watched[key]  # rest of a batch, and it is no stall's culprit
+                else:  # not begun: queued behind a unit, or for a stitch thread
+                    watched.last_step = now
                 continue
             watched.update(by_key[key], now, may_wait(key))
 

@@ -155,6 +155,16 @@ class VideoDepthWorker:
             if unit.is_segment:
                 return self._segment(unit, activity)
             return self._video(unit, activity)
+        except Exception as error:  # outside a video's own guard (a full /tmp): this unit's
+            why = f"{type(error).__name__}: {error}"  # failure, not its batch's
+            print(f"vda infer: {unit.key}: FAILED:\n{traceback.format_exc()}")
+            if unit.is_segment:
+                return SegmentFailed(why)
+            row = base_row(unit, self.config, self.model)
+            row.attempts, row.node, row.error = unit.attempt, self.node, why
+            row.status = "failed"
+            record_failure(self.config.output, row, self.config.s3, self.lease_owner)
+            return Finished(row)
         finally:
             self.activity.end(activity.key)
 

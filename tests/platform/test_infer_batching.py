@@ -17,22 +17,26 @@ def test_seconds_are_fitted_as_a_fixed_cost_plus_a_cost_per_byte():
     seconds = UnitSeconds()
     assert seconds.estimate(_video(100)) is None  # nothing measured: nothing is batched
     seconds.learn(100, 1.0)
-    assert seconds.estimate(_video(5000)) == 1.0  # one size seen: its mean
+    assert seconds.estimate(_video(150)) == 1.0  # one size seen: its mean
+    assert seconds.estimate(_video(201)) is None  # over twice the largest seen: alone
     seconds.learn(300, 2.0)  # slope (2 - 1) / 200 = 0.005 s a byte, fixed 1 - 0.5 = 0.5 s
     assert seconds.estimate(_video(200)) == pytest.approx(1.5)
-    assert seconds.estimate(_video(0)) == pytest.approx(0.5)
+    assert seconds.estimate(_video(10)) == pytest.approx(0.55)
+    assert seconds.estimate(_video(0)) is None  # size unknown (an image sequence): alone
+    seconds.learn(0, 99.0)  # and it teaches nothing
+    assert seconds.estimate(_video(200)) == pytest.approx(1.5)
 
 
 def test_a_fit_that_would_give_negative_seconds_goes_through_the_origin_instead():
     seconds = UnitSeconds()
     seconds.learn(100, 0.1)
     seconds.learn(200, 1.0)  # slope 0.009, fixed 0.55 - 1.35 < 0
-    assert seconds.estimate(_video(0)) == 0.0
+    assert seconds.estimate(_video(1)) == pytest.approx(1.1 / 300)
     assert seconds.estimate(_video(300)) == pytest.approx(1.1)  # 1.1 s over 300 bytes
     falling = UnitSeconds()
     falling.learn(100, 2.0)
     falling.learn(200, 1.0)  # larger and faster: no negative slope, the mean instead
-    assert falling.estimate(_video(10_000)) == pytest.approx(1.5)
+    assert falling.estimate(_video(400)) == pytest.approx(1.5)
 
 
 def test_only_the_last_measurements_count():
@@ -59,8 +63,8 @@ def _queue(sizes: list[int]) -> PendingQueue:
 
 def _measured(per_byte: float) -> UnitSeconds:
     seconds = UnitSeconds()
-    seconds.learn(0, 0.0)
-    seconds.learn(1000, 1000 * per_byte)
+    seconds.learn(1, per_byte)
+    seconds.learn(4000, 4000 * per_byte)
     return seconds
 
 
@@ -76,6 +80,8 @@ def test_a_batch_takes_units_from_its_side_of_the_queue_while_they_fit_its_secon
     first = queue.pop()
     batch = take_batch(queue, first, True, seconds, budget_s=10.0, limit=2)
     assert [u.bytes for u in batch] == [1000, 1000]  # the limit, not the budget
+    first = queue.pop()
+    assert take_batch(queue, first, True, seconds, budget_s=0.0, limit=32) == [first]  # off
 
 
 def test_nothing_is_batched_before_a_measurement_nor_beside_a_unit_that_runs_alone():

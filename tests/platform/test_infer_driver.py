@@ -29,7 +29,8 @@ def null_job(tmp_path):
     for i in range(VIDEOS):
         shelf = tmp_path / "videos" / f"shelf{i % 3}"
         shelf.mkdir(parents=True, exist_ok=True)
-        (shelf / f"clip{i:04d}.mp4").touch()  # never opened: the model is null
+        # never opened (the model is null); sizes vary as an archive's do
+        (shelf / f"clip{i:04d}.mp4").write_bytes(b"\0" * (1000 + i))
     save_checkpoint(tiny_model(seed=3), tmp_path / "tiny.ckpt")
     return {
         "input": str(tmp_path / "videos"),
