@@ -97,3 +97,39 @@ def test_short_videos_travel_in_batches_and_a_poison_one_in_a_batch_fails_alone(
     # one video a call would be 120 calls and more; batches of 16, and the dead batch's
     # videos alone, are about 30
     assert result.actor_calls < VIDEOS // 2
+
+
+def test_an_error_outside_a_video_s_own_guard_fails_that_video_not_its_batch(
+    ray_cluster, null_job, monkeypatch
+):
+    """The actor's own code, called in this process: the staging folder of the second video
+    of a batch cannot be made (a full /tmp); the first and third are committed."""
+    from vda.platform.core.config import to_dict
+    from vda.platform.infer import worker
+    from vda.platform.infer.messages import Finished, Unit
+    from vda.platform.infer.rows import read_row
+
+    real_commit = worker.OutputCommit
+
+    def staging(output, video_id, *rest):
+        if video_id == "b":
+            raise OSError(28, "No space left on device", "/tmp/vda-infer-x")
+        return real_commit(output, video_id, *rest)
+
+    monkeypatch.setattr(worker, "OutputCommit", staging)
+    config = build(InferConfig, null_job)
+    actor = worker.VideoDepthWorker(to_dict(config), "0" * 64)
+    actor.model = {"size": "tiny", "metric": False, "sha256": "0" * 64, "precision": "fp32"}
+    batch = [Unit(f"{config.input}/{name}.mp4", name, bytes=1000) for name in "abc"]
+    answers = actor.process(batch)
+    assert [a.result.row.status for a in answers if isinstance(a.result, Finished)] == [
+        "done",
+        "failed",
+        "done",
+    ]
+    failed = answers[1].result.row
+    assert failed.error == "OSError: [Errno 28] No space left on device: '/tmp/vda-infer-x'"
+    assert failed.attempts == 1 and all(a.seconds >= 0 for a in answers)
+    durable = read_row(config.output, "b")  # the failure is on record for a rerun
+    assert durable is not None and durable.status == "failed" and durable.error == failed.error
+    assert read_row(config.output, "a").status == "done" == read_row(config.output, "c").status
