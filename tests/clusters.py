@@ -13,11 +13,19 @@ import time
 from helpers import free_port
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen, timeout: float = 30.0, log: str | None = None
+) -> None:
+    """Until something listens on `port`; a server that exits first is an error that
+    quotes the end of its `log`, so a failed start says why."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
+            said = ""
+            if log and os.path.exists(log):
+                with open(log, errors="replace") as handle:
+                    said = ": " + handle.read()[-2000:]
+            raise RuntimeError(f"server exited with {process.returncode}{said}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -47,6 +55,7 @@ def start_head(
     ray_cli = [python or sys.executable, "-m", "ray.scripts.scripts"]
     port, dashboard = free_port(), free_port()
     low, high = worker_ports.split("-")
+    log = open(head_log(temp_dir), "ab")  # noqa: SIM115 - handed to the child
     head = subprocess.Popen(
         [
             *ray_cli,
@@ -64,11 +73,17 @@ def start_head(
             *node_ports(),
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    log.close()  # the child holds its own copy
     return head, port, dashboard
+
+
+def head_log(temp_dir: str) -> str:
+    """Where start_head keeps what `ray start` printed (for wait_for_port's error)."""
+    return os.path.join(temp_dir, "head.log")
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
@@ -195,7 +210,7 @@ def start_autoscaling_head(
     config = os.path.join(workdir, "autoscaling.yaml")
     with open(config, "w") as handle:
         yaml.safe_dump(autoscaling_config(address, max_workers, idle_minutes), handle)
-    low = free_port()
+    low = 20000  # clear of Ray's default worker ports and of the other fixed ranges
     head_env = {
         **env,
         "RAY_FAKE_CLUSTER": "1",

@@ -17,7 +17,15 @@ import time
 import uuid
 
 import pytest
-from clusters import node_ports, project_env, start_head, stop, wait_for_nodes, wait_for_port
+from clusters import (
+    head_log,
+    node_ports,
+    project_env,
+    start_head,
+    stop,
+    wait_for_nodes,
+    wait_for_port,
+)
 from helpers import free_port
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -188,7 +196,7 @@ def token_cluster(tmp_path_factory):
     temp_dir = tempfile.mkdtemp(prefix="raytok", dir="/tmp")
     head, port, dashboard = start_head(env, temp_dir, "23000-23999")
     try:
-        wait_for_port(dashboard, head, timeout=60)
+        wait_for_port(dashboard, head, timeout=60, log=head_log(temp_dir))
         yield f"http://127.0.0.1:{dashboard}", token, f"127.0.0.1:{port}"
     finally:
         stop([head])
@@ -209,8 +217,8 @@ def two_node_cluster(s3_endpoint, tmp_path_factory):
     head, port, dashboard = start_head(env, temp_dir, "21000-21999")
     processes = [head]
     try:
-        wait_for_port(port, head, timeout=60)
-        wait_for_port(dashboard, head, timeout=60)
+        wait_for_port(port, head, timeout=60, log=head_log(temp_dir))
+        wait_for_port(dashboard, head, timeout=60, log=head_log(temp_dir))
         worker = subprocess.Popen(
             [
                 ray_bin,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import torch
@@ -39,11 +40,30 @@ def random_clip(batch: int = 1, frames: int = 4, height: int = 42, width: int = 
     return torch.randn(batch, frames, 3, height, width, generator=generator)
 
 
+# Ports the tests hand to servers: above Ray's default worker ports (10002-19999) and the
+# tests' fixed worker-port ranges (20000-26999), below the kernel's ephemeral range.
+_SERVER_PORTS = range(27000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now (for servers the tests start)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nothing listens on right now, for a server a test starts.
+
+    Not one the kernel would pick: a port from the ephemeral range (what binding port 0
+    gives) can be taken by any outgoing connection of a running Ray node between this
+    pick and the server's bind, and a `ray start --head` on a taken port exits 1 (CI
+    saw it). Never the same port twice in one test session."""
+    for port in random.sample(_SERVER_PORTS, len(_SERVER_PORTS)):
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {_SERVER_PORTS}")
 
 
 def run_metadata_keys() -> set[str]:

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from clusters import project_env, start_head, stop, wait_for_port
+from clusters import head_log, project_env, start_head, stop, wait_for_port
 
 from vda.jobs.cli import main
 from vda.platform.cluster.submit import entrypoint_for
@@ -63,7 +63,7 @@ def test_a_job_submitted_to_a_head_started_without_pyav_fails_with_that_line(
         env, temp_dir, "26000-26999", python=str(python_without_av), num_cpus=1
     )
     try:
-        wait_for_port(dashboard, head, timeout=90)
+        wait_for_port(dashboard, head, timeout=90, log=head_log(temp_dir))
         code = main(
             [
                 "submit",

@@ -16,7 +16,15 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from clusters import node_ports, project_env, start_head, stop, wait_for_nodes, wait_for_port
+from clusters import (
+    head_log,
+    node_ports,
+    project_env,
+    start_head,
+    stop,
+    wait_for_nodes,
+    wait_for_port,
+)
 from helpers import short_clip_archive
 
 from vda.jobs.cli import main
@@ -166,7 +174,7 @@ def one_node_cluster(tmp_path):
     head, port, _ = start_head(env, temp_dir, "24000-24999", num_cpus=1)
     processes = [head]
     try:
-        wait_for_port(port, head, timeout=60)
+        wait_for_port(port, head, timeout=60, log=head_log(temp_dir))
         wait_for_nodes(f"127.0.0.1:{port}", 1, env)
         yield f"127.0.0.1:{port}", env, processes
     finally:
