@@ -301,9 +301,26 @@ def load_checkpoint(
         metric = is_metric_name(name) or None
     if metric is not None:
         overrides.setdefault("metric", metric)
-    model = VideoDepthAnything(base, **overrides)
+    model = _uninitialised(base, overrides, kind)
     load_weights(model, checkpoint, kind)
     return model
+
+
+def _uninitialised(
+    config: ModelConfig, overrides: dict[str, Any], kind: CheckpointKind
+) -> VideoDepthAnything:
+    """The model to load into. Where the checkpoint sets every parameter and buffer (ours,
+    or an official one for a model without a diff-CNN), its storage is allocated but not
+    initialised: a random initialisation that the load overwrites costs about as much as
+    the load itself (a second of CPU for vits here), on every actor start. Otherwise (the
+    temporal modules of a DAv2 start, say) they keep their initialisation."""
+    if kind not in ("vda", "official"):
+        return VideoDepthAnything(config, **overrides)
+    with torch.device("meta"):
+        shape = VideoDepthAnything(config, **overrides)
+    if shape.diff_cnn is not None and kind == "official":  # the official layout lacks it
+        return VideoDepthAnything(config, **overrides)
+    return shape.to_empty(device="cpu")  # every value is set by the strict load that follows
 
 
 def is_metric_name(uri: str) -> bool:

@@ -6,7 +6,10 @@ difference is the cost per video (the slope):
 
 - a real plan (`plan.plan_job`, LIST requests only) of N objects on a
   loopback S3 server, half of them done by an earlier run (a durable row
-  each under `_manifests/done/`), and of N/2 under another prefix;
+  each under `_manifests/done/`), and of N/2, each size in a bucket of its
+  own; beside it, in the same process, boto3's bare listing of the same
+  keys: the server's floor, which the plan cannot beat (moto spends time
+  per object in the bucket on every page, S3 does not);
 - the driver's in-memory part alone (ids, the done check, the to-do list)
   over synthetic keys, at M and M/2 (no server: a million in seconds).
 
@@ -37,13 +40,22 @@ def run_plan_bench(videos: int, real: int) -> dict:
     _print("synthetic ids and done check", report["synthetic"])
     if real:
         with loopback_s3() as endpoint:
-            bucket = f"plan-{uuid.uuid4().hex[:8]}"
+            # a bucket per size: moto's listing costs time per object in the whole bucket
+            # (S3's does not), so the other size's objects would be counted against this one
+            run = uuid.uuid4().hex[:8]
             sizes = (real // 2, real)
             for n in sizes:
-                _fill(endpoint, bucket, n)
-            runs = [_child("listing", n, f"s3://{bucket}/n{n}", endpoint) for n in sizes]
+                _fill(endpoint, f"plan-{run}-{n}", n)
+            runs = [_child("listing", n, f"s3://plan-{run}-{n}/n{n}", endpoint) for n in sizes]
         report["listing"] = slope(runs)
         _print("plan_job on the loopback S3 server", report["listing"])
+        large = runs[-1]
+        print(
+            f"the same objects listed bare (boto3's paginator, nothing else) on the same "
+            f"server: {large['bare_listing_s']:.1f} s; the plan takes "
+            f"{large['seconds'] / large['bare_listing_s']:.2f}x the bare listing",
+            flush=True,
+        )
     return report
 
 
@@ -97,7 +109,24 @@ def measure() -> None:
         plan = plan_job(config, check_writes=False)
         assert len(plan.todo) == videos - videos // 2, len(plan.todo)
     seconds = time.perf_counter() - start
-    print(json.dumps({"videos": videos, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+    report = {"videos": videos, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+    if kind != "synthetic":  # the floor on this server: what listing the same keys costs
+        report["bare_listing_s"] = _bare_listing(endpoint, prefix)
+    print(json.dumps(report))
+
+
+def _bare_listing(endpoint: str, prefix: str) -> float:
+    """Seconds to list the plan's two prefixes (the videos, the rows) with boto3 alone."""
+    import boto3
+
+    bucket, _, key = prefix.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    pages = s3.get_paginator("list_objects_v2")
+    start = time.perf_counter()
+    for below in (f"{key}/videos/", f"{key}/depth/_manifests/"):
+        for _ in pages.paginate(Bucket=bucket, Prefix=below):
+            pass
+    return time.perf_counter() - start
 
 
 def _fill(endpoint: str, bucket: str, videos: int) -> None:

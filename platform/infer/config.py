@@ -130,6 +130,8 @@ class InferFault:
     `die_idle_every`: each actor dies idle after this many units, before taking the next.
     `null_model`: a video is committed at once, done with no frames, neither decoded nor
     run (`vda bench infer --null`: the job around the model, everything else real).
+    `raise_videos`: video ids whose actor call raises outside any video's own guard (a
+    bug in the actor's code: the call fails, the actor lives), on every attempt.
     """
 
     exit_after_frames: int | None = None
@@ -138,6 +140,7 @@ class InferFault:
     fail_start: bool = False
     die_idle_every: int = 0
     null_model: bool = False
+    raise_videos: list[str] = field(default_factory=list)
 
 
 @dataclass

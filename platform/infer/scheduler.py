@@ -1,25 +1,22 @@
 """The driver's scheduler: units of work in, manifest rows out, whatever the actors do.
 
-Plain Ray actors the driver owns (`pool.py` decides how many and when), not
-Ray Data's `map_batches` (docs/infer.md says why: a poison video, segments):
+Plain Ray actors the driver owns (`pool.py` decides how many and when), not Ray Data's
+`map_batches` (docs/infer.md says why: a poison video, segments):
 
-- units (whole videos, segments of split videos) go to idle actors as soon
-  as the first one is ready, longest work first (a split video's segments
-  jump the queue: it bounds makespan); short videos travel several to a call
-  (`batching.py`);
-- an actor that dies is replaced, and its unit is retried until it has been
-  attempted `max_attempts` times; then the video is recorded as failed with
-  the reason, and the job goes on. `deaths.py` decides what a death costs:
-  a `begin` call ahead of each call in the same queue tells a death while
-  idle (nothing charged) from one while running; units begun together are
-  retried alone, so the next death names the culprit;
-- no wait without a deadline: every busy actor is asked now and then what
-  its tasks are doing (`activity.py`); a unit or stitch without progress for
-  its deadline (`stalls.py`) is stalled: the actor is killed, and the unit
-  retried as an attempt with the reason ("stalled for 300 s in decode");
-- a split video's stitch runs in a thread of a pool actor and follows its
-  segments in order; a segment that fails for good cancels it, and an actor
-  that dies under it moves it to another actor (it resumes from storage);
+- units (whole videos, segments of split videos) go to idle actors as soon as the first one
+  is ready, longest work first (a split video's segments jump the queue: it bounds
+  makespan); short videos travel several to a call (`batching.py`);
+- an actor that dies is replaced, and its unit is retried until it has been attempted
+  `max_attempts` times; then the video is recorded as failed with the reason, and the job
+  goes on. `deaths.py` decides what a death costs: a `begin` call ahead of each call in the
+  same queue tells a death while idle (nothing charged) from one while running; units begun
+  together are retried alone, so the next death names the culprit;
+- no wait without a deadline: every busy actor is asked now and then what its tasks are
+  doing (`activity.py`); a unit or stitch without progress for its deadline (`stalls.py`) is
+  stalled: the actor is killed, and the unit retried as an attempt with the reason;
+- a split video's stitch runs in a thread of a pool actor and follows its segments in order;
+  a segment that fails for good cancels it, and an actor that dies under it moves it to
+  another actor (it resumes from storage);
 - progress: a status line every `progress_s` seconds (`core.progress`).
 """
 
@@ -98,9 +95,7 @@ class InferScheduler:
         running: dict[Any, Call] = {}  # the process call's ref -> the call
         stitching: dict[Any, str] = {}  # ref -> video id
         self.videos, self.running = videos, running
-        self.homeless: deque[InFlightVideo] = (
-            deque()
-        )  # stitches whose actor died, none ready to host
+        self.homeless: deque[InFlightVideo] = deque()  # stitches whose actor died, unhosted
         try:
             pool.start(len(queue))
             while queue or running or stitching or self.homeless:
@@ -175,11 +170,16 @@ class InferScheduler:
             return
         except ray.exceptions.RayError as error:  # the call failed, the actor lives
             self._released(member, call.units[0])
-            for unit in call.units:  # a batch's units again alone: the failure is one's own
-                if len(call.units) > 1 and unit.uncharged < 2 * self.config.actors.max_attempts:
+            if many := len(call.units) > 1:  # again alone: the failure is one video's own
+                self.progress.line(
+                    f"a call of {len(call.units)} videos failed "
+                    f"({first_line(error)}): each runs again alone"
+                )
+            for unit in call.units:
+                if many and unit.uncharged < 2 * self.config.actors.max_attempts:
                     queue.appendleft(unit.with_(alone=True, uncharged=unit.uncharged + 1))
                 else:
-                    self._unit_failed(unit, f"{type(error).__name__}: {error}", videos)
+                    self._unit_failed(unit, first_line(error), videos)  # not Ray's traceback
             return
         self._released(member, call.units[0])
         for unit, answer in zip(call.units, answers, strict=False):  # a fenced one ends it

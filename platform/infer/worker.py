@@ -140,6 +140,7 @@ class VideoDepthWorker:
         self._running += 1
         try:
             for unit in units:
+                self._maybe_raise(unit.video_id)
                 start = time.perf_counter()
                 result = self._unit(unit)
                 done.append(Ran(result, time.perf_counter() - start))
@@ -339,6 +340,10 @@ class VideoDepthWorker:
         if video_id in poison or (segment is not None and f"{video_id}#{segment}" in poison):
             print(f"fault injection: {video_id} kills its actor", flush=True)
             os._exit(1)
+
+    def _maybe_raise(self, video_id: str) -> None:
+        if video_id in self.config.fault.raise_videos:
+            raise RuntimeError(f"fault injection: {video_id} raises outside its guard")
 
     def _maybe_die(self, frames: Iterator[Any]) -> Iterator[Any]:
         limit, delay = self.config.fault.exit_after_frames, self.config.fault.frame_delay_s

@@ -77,21 +77,33 @@ def test_rows_reach_the_manifest_through_part_files_and_a_rerun_merges_them(ray_
     assert rows.equals(first.table.drop_columns(["processed"]))
 
 
-def test_short_videos_travel_in_batches_and_a_poison_one_in_a_batch_fails_alone(
+def test_short_videos_travel_in_batches_and_a_poison_or_raising_one_in_a_batch_fails_alone(
     ray_cluster, null_job
 ):
+    """A poison video kills its actor; a raising one fails its whole call (an error outside
+    any video's guard) and the actor lives. Either way the rest of its batch is done."""
+    from vda.platform.infer.rows import read_row
+
     poison = "shelf1/clip0061"  # the middle of the queue: the first calls are measured
+    raising = "shelf2/clip0089"  # in another batch than the poison one
     null_job["actors"].update({"max_attempts": 2, "batch_max": 16})
-    null_job["fault"]["crash_videos"] = [poison]
+    null_job["fault"].update({"crash_videos": [poison], "raise_videos": [raising]})
     config = build(InferConfig, null_job)
     lines: list[str] = []
     result = run_infer(config, progress=lines.append)
     rows = {row.video_id: row for row in result.rows}
-    assert result.count("done") == VIDEOS - 1 and rows[poison].status == "failed"
+    assert result.count("done") == VIDEOS - 2 and rows[poison].status == "failed"
     assert rows[poison].attempts == 2
     assert "the actor died on each of 2 attempts at the video" in rows[poison].error
-    # the others of its batch were retried alone and uncharged: each done at its first attempt
-    assert all(row.attempts == 1 for key, row in rows.items() if key != poison)
+    # its batch's call failed, so each of that batch ran again alone, uncharged; alone, the
+    # call is its own: one attempt, the error's own line (not Ray's traceback), on record
+    assert rows[raising].status == "failed" and rows[raising].attempts == 1
+    why = f"RuntimeError: fault injection: {raising} raises outside its guard"
+    assert rows[raising].error == why == read_row(config.output, raising).error
+    said = [line for line in lines if f"videos failed ({why}): each runs again alone" in line]
+    assert said and "a call of 1 " not in said[0]  # it failed in a batch first
+    # the others of their batches were retried alone and uncharged: each done at attempt 1
+    assert all(row.attempts == 1 for key, row in rows.items() if key not in (poison, raising))
     said = [line for line in lines if f" {poison}: its actor died holding" in line]
     assert said and "units begun together" in said[0] and "holding 1 " not in said[0]
     # one video a call would be 120 calls and more; batches of 16, and the dead batch's
