@@ -165,3 +165,21 @@ def test_the_preview_colour_map_is_opencv_s_inferno_pixel_for_pixel():
     assert np.array_equal(inferno(gray), cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO))
     levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
     assert np.array_equal(inferno(levels), cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO))
+
+
+def test_the_preview_range_is_set_by_the_warm_up_and_then_only_widens(tmp_path):
+    """The range is the 1 % and 99 % ranked values of the warm-up frames' every other pixel
+    of every other row; a later frame's 99 % ranked value of every fourth pixel of every
+    fourth row widens it, and a darker frame never narrows it back (no flicker)."""
+    info = _info(tmp_path, frames=3)
+    rows = np.repeat(np.arange(12, dtype=np.float32)[:, None], 16, axis=1)  # row r is r
+    out = DepthOutputs(tmp_path / "o", info, OutputOptions(warmup=1, depth_npz=False))
+    out.write(0, rows)
+    # 48 sampled values, rows 0, 2, ..., 10 eight times each: ranks int(0.01 x 47) = 0 and
+    # int(0.99 x 47) = 46, the values 0 and 10
+    assert out._range == (0.0, 10.0)
+    out.write(1, rows + 20)  # rows 0, 4, 8 sampled: 20, 24, 28; rank int(0.99 x 11) = 10: 28
+    out.write(2, rows - 5)  # lower: the range stays
+    out.close()
+    meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
+    assert meta["preview_range"] == [0.0, 28.0]
