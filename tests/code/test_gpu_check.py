@@ -184,6 +184,11 @@ def test_bulk_step_on_cpu_through_the_script(tmp_path):
         assert job["done"] == 2 and job["failed"] == 0
         assert _finite(job["job_fps"], job["ratio"]) and job["job_fps"] > 0
         assert job["precisions"] == ["fp32"]
+    short = figures["short"]  # the short clips: every one done, the overhead a number
+    assert short["videos"] == short["done"] == 6
+    assert _finite(short["bare_ms"], short["job_ms"], short["overhead_ms"])
+    assert short["overhead_ms"] == pytest.approx(short["job_ms"] - short["bare_ms"])
+    assert "6 clips of 16 frames at 42x42" in out.stdout
 
 
 @pytest.mark.integration
