@@ -1,10 +1,11 @@
 """Turns on an actor's one model, so the work around it runs beside it.
 
 An actor runs up to `actors.units_in_flight` calls at once (Ray threads of
-the actor; a call's units one after another), but holds one model: each unit opens its video, probes it and
-starts decoding ahead (`sources.DecodeAhead`) while it waits for its turn,
-takes the model for its frames, and hands it on as its last depth arrives;
-finishing the files and the commit then run beside the next unit's model.
+the actor; a call's units one after another), but holds one model: each
+unit opens its video, probes it and starts decoding ahead
+(`sources.DecodeAhead`) while it waits for its turn, takes the model for its
+frames, and hands it on as its last depth arrives; finishing the files and
+the commit then run beside the next unit's model.
 On a GPU node the model never waits for a video to open or a commit to land;
 on a CPU node they share the cores, as before.
 

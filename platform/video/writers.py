@@ -67,6 +67,12 @@ class OutputOptions:
     principal_x: float | None = None  # default: the image centre
     principal_y: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.preview_threads < 0:
+            raise ValueError("outputs.preview_threads must be 0 (by frame size) or a count")
+        if not 0 <= self.depth_compression <= 9:
+            raise ValueError("outputs.depth_compression must be a zlib level, 0 to 9")
+
     def intrinsics(self) -> Intrinsics | None:
         if self.focal_length_x is None and self.focal_length_y is None:
             return None

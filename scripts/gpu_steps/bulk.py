@@ -178,33 +178,19 @@ def _bulk(
     short: tuple[int, int, int],
 ) -> Outcome:
 
-    from vda.model import export_official, load_checkpoint
-    from vda.model.inference import InferenceConfig, StreamingDepthEngine
+    from vda.model import export_official
     from vda.platform.core.config import build
     from vda.platform.infer.config import InferConfig
     from vda.platform.infer.job import run_infer
-    from vda.platform.video import open_video
 
     cuda = _is_cuda(device)
     paths = _write_archive(root / "videos", videos, frames, side)
     checkpoint = root / f"video_depth_anything_{size}.pth"  # the official layout and name
     export_official(accuracy_model(size), checkpoint)
-    decoded = []
-    for path in paths:
-        with open_video(path) as reader:
-            decoded.append(list(reader.frames()))
+    decoded = _decoded(paths)
     total = sum(len(v) for v in decoded)
-    engine = StreamingDepthEngine(
-        load_checkpoint(checkpoint), InferenceConfig(input_size=input_size), device=device
-    )
-    list(engine.run(iter(decoded[0][:54])))  # warm-up: every tensor shape once
-    started = time.perf_counter()
-    for video in decoded:
-        for _ in engine.run(iter(video)):
-            pass
-    bare_fps = total / (time.perf_counter() - started)
-    precision = engine.precision
-    del engine
+    bare_s, precision = _bare_seconds(device, checkpoint, input_size, decoded)
+    bare_fps = total / bare_s
     note(f"bare engine: {bare_fps:.1f} frames/s ({size}, {precision}, {total} frames)")
     cpus = os.cpu_count() or 1
     variants = {
@@ -301,6 +287,35 @@ def _bulk(
     return Outcome("FAIL" if failures else "PASS", summary, figures)
 
 
+def _decoded(paths: list[Path]) -> list[list[Any]]:
+    from vda.platform.video import open_video
+
+    decoded = []
+    for path in paths:
+        with open_video(path) as reader:
+            decoded.append(list(reader.frames()))
+    return decoded
+
+
+def _bare_seconds(
+    device: str, checkpoint: Path, input_size: int, decoded: list[list[Any]]
+) -> tuple[float, str]:
+    """(seconds, precision) of the bare engine over every decoded video, after a warm-up
+    that meets every tensor shape once (54 frames: a window and a stride)."""
+    from vda.model import load_checkpoint
+    from vda.model.inference import InferenceConfig, StreamingDepthEngine
+
+    engine = StreamingDepthEngine(
+        load_checkpoint(checkpoint), InferenceConfig(input_size=input_size), device=device
+    )
+    list(engine.run(iter(decoded[0][:54])))
+    started = time.perf_counter()
+    for video in decoded:
+        for _ in engine.run(iter(video)):
+            pass
+    return time.perf_counter() - started, engine.precision
+
+
 def _short_clips(
     device: str, checkpoint: Path, root: Path, clips: int, frames: int, side: int
 ) -> dict[str, Any]:
@@ -308,28 +323,12 @@ def _short_clips(
     short clips, against the bare engine on the same decoded clips: the job's overhead
     per video, whose <= 20 ms target the 2-core development machine misses (docs/infer.md).
     Ray is up (the caller's `local_ray`)."""
-    from vda.model import load_checkpoint
-    from vda.model.inference import InferenceConfig, StreamingDepthEngine
     from vda.platform.core.config import build
     from vda.platform.infer.config import InferConfig
     from vda.platform.infer.job import run_infer
-    from vda.platform.video import open_video
 
-    paths = _write_archive(root / "short", clips, frames, side)
-    decoded = []
-    for path in paths:
-        with open_video(path) as reader:
-            decoded.append(list(reader.frames()))
-    engine = StreamingDepthEngine(
-        load_checkpoint(checkpoint), InferenceConfig(input_size=side), device=device
-    )
-    list(engine.run(iter(decoded[0])))  # warm-up
-    started = time.perf_counter()
-    for clip in decoded:
-        for _ in engine.run(iter(clip)):
-            pass
-    bare_s = time.perf_counter() - started
-    del engine
+    decoded = _decoded(_write_archive(root / "short", clips, frames, side))
+    bare_s, _ = _bare_seconds(device, checkpoint, side, decoded)
     cuda = _is_cuda(device)
     cpus = os.cpu_count() or 1
     actors = {

@@ -234,3 +234,15 @@ def test_a_stall_kill_is_charged_to_the_stalled_task_only():
 def test_an_overlap_that_is_not_auto_always_or_never_is_one_clear_error(value, message):
     with pytest.raises(ConfigError, match=message):
         build(InferConfig, {"actors": {"overlap": value}})
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        ({"preview_threads": -1}, r"outputs.preview_threads must be 0 \(by frame size\) or a"),
+        ({"depth_compression": 10}, r"outputs.depth_compression must be a zlib level, 0 to 9"),
+    ],
+)
+def test_output_options_out_of_range_are_one_clear_error(outputs, message):
+    with pytest.raises(ConfigError, match=message):
+        build(InferConfig, {"outputs": outputs})
